@@ -45,8 +45,9 @@ type ListenerInfo struct {
 }
 
 // Conn is one accepted client connection, handed to a Handler. The
-// listener has already checked the allow list and, for implicit TLS, run
-// the handshake lazily (the first read runs it).
+// listener has already checked the allow list and the connection caps and,
+// for implicit TLS, completed the handshake (bounded by
+// ListenerConfig.HandshakeTimeout), so Conn is then a *tls.Conn.
 type Conn struct {
 	net.Conn
 	// Remote is the client's address (unmapped).
