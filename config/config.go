@@ -4,16 +4,23 @@
 //
 // Typical use:
 //
-//	cfg, err := config.Load("/etc/oauthbridge/config.yaml")
+//	cfg, err := config.Load(config.DefaultPath())
 //	if err != nil {
-//		// err names the key path and the fix, e.g.
-//		// accounts[1].provider: unknown provider "gmial" (known: gmail, outlook)
+//		// err names the line, the key path and the fix, one problem per line:
+//		// config.yaml:12: accounts[1].provider: unknown provider "gmial" (known: gmail, outlook)
 //	}
-//	p := cfg.Provider(cfg.Accounts[0].Provider) // presets merged with overrides
+//	for _, w := range cfg.Warnings() {
+//		logger.Warn(w)
+//	}
+//	acct := cfg.Account("alice@gmail.com")
+//	p := cfg.Provider(acct.Provider) // built-in preset merged with overrides
 //
-// Load applies defaults and validates; a *Config returned without error is
-// complete: every duration, address and path the rest of the program reads
-// is filled in.
+// Load = read + Parse + CheckFiles. Parse decodes strictly (unknown and
+// duplicate keys are errors) and calls Complete, which applies defaults and
+// validates; a Config built in Go (the demo command) calls Complete itself.
+// A *Config returned without error is complete: every duration, address and
+// path the rest of the program reads is filled in. Zero values in the file
+// (or in Go) mean "use the default".
 package config
 
 import "time"
@@ -41,15 +48,22 @@ type Config struct {
 	Accounts  []Account            `yaml:"accounts"`
 
 	// resolved holds built-in and configured providers after merging;
-	// filled by Load, read with Provider.
+	// filled by Complete, read with Provider.
 	resolved map[string]*Provider
+	// source and pos locate errors found after parsing (Complete,
+	// CheckFiles, Warnings): the file name and key path -> line.
+	source string
+	pos    map[string]int
 }
 
+// Log selects the daemon's log output (log/slog on stderr).
 type Log struct {
 	Level  string `yaml:"level"`  // debug | info | warn | error (info)
 	Format string `yaml:"format"` // text | json (text)
 }
 
+// HTTP is the optional admin endpoint: /healthz, /metrics, the status
+// page and /oauth2/callback.
 type HTTP struct {
 	// Listen is the admin endpoint address; empty disables it. A
 	// non-loopback address is refused unless AllowRemote is set: the status
@@ -58,7 +72,8 @@ type HTTP struct {
 	AllowRemote bool   `yaml:"allow_remote"` // false
 }
 
-// Limits bound concurrent sessions.
+// Limits bound concurrent sessions. Zero means the default; negative
+// values are errors.
 type Limits struct {
 	MaxConnections int `yaml:"max_connections"` // all client connections of the process (20000)
 	PerAddress     int `yaml:"per_address"`     // concurrent sessions from one client address (50)
@@ -77,7 +92,7 @@ type Throttle struct {
 	Window   Duration `yaml:"window"`    // failures older than this are forgotten (15m)
 }
 
-// Timeouts per protocol state.
+// Timeouts per protocol state. Zero means the default.
 type Timeouts struct {
 	Login    Duration `yaml:"login"`     // from connect to a completed login (60s)
 	IMAPIdle Duration `yaml:"imap_idle"` // an authenticated IMAP client silent this long is logged out (30m, RFC 3501 §5.4 minimum)
@@ -107,33 +122,53 @@ type SMTP struct {
 	// SpoolMemory is how much of a message is kept in memory before the
 	// spool moves to a temporary file (1MiB, in bytes).
 	SpoolMemory int64 `yaml:"spool_memory"`
-	// SpoolDir holds spool files; default the system temp dir.
+	// SpoolDir holds spool files; default the system temp dir (os.TempDir).
 	SpoolDir string `yaml:"spool_dir"`
-	// Hostname in the local greeting and EHLO reply; default the host name.
+	// Hostname in the local greeting and EHLO reply; default the host name
+	// (os.Hostname, "localhost" when that fails).
 	Hostname string `yaml:"hostname"`
 }
 
-// Listener is one local port.
+// Listener is one local port. Without any listeners configured the
+// defaults are imap 127.0.0.1:1143, pop3 127.0.0.1:1110 and smtp
+// 127.0.0.1:1587, all tls: none.
 type Listener struct {
-	Protocol           string            `yaml:"protocol"` // imap | pop3 | smtp
-	Listen             string            `yaml:"listen"`   // host:port
-	TLS                string            `yaml:"tls"`      // none | starttls | implicit (none)
-	CertFile           string            `yaml:"cert_file"`
-	KeyFile            string            `yaml:"key_file"`
-	MinTLSVersion      string            `yaml:"min_tls_version"` // "1.0" | "1.1" | "1.2" | "1.3" ("1.2")
-	Allow              []string          `yaml:"allow"`           // CIDRs; default loopback only, required for a non-loopback listen
+	Protocol string `yaml:"protocol"` // imap | pop3 | smtp (required)
+	// Listen is host:port (required). Host is an IP address, "localhost"
+	// or a name; an empty host or 0.0.0.0/[::] listens on every address.
+	// Port 0 picks a free port (tests).
+	Listen string `yaml:"listen"`
+	TLS    string `yaml:"tls"` // none | starttls | implicit (none)
+	// CertFile and KeyFile are a PEM certificate chain and key, both or
+	// neither; empty on a TLS listener means a self-signed certificate
+	// kept in state_dir.
+	CertFile      string `yaml:"cert_file"`
+	KeyFile       string `yaml:"key_file"`
+	MinTLSVersion string `yaml:"min_tls_version"` // "1.0" | "1.1" | "1.2" | "1.3" ("1.2"; below 1.2 warns)
+	// Allow lists the client networks (CIDRs; a bare IP means /32 or
+	// /128). Default [127.0.0.0/8, ::1/128] on a loopback listen address;
+	// required on any other, since the bridge holds mailbox credentials.
+	Allow []string `yaml:"allow"`
+	// AllowPlaintextAuth permits tls: none on a non-loopback address,
+	// where passwords cross the network in clear (false).
 	AllowPlaintextAuth bool              `yaml:"allow_plaintext_auth"`
 	RelayWithoutAuth   *RelayWithoutAuth `yaml:"relay_without_auth"` // smtp only
 }
 
 // RelayWithoutAuth lets devices that cannot authenticate send as Account.
 type RelayWithoutAuth struct {
-	From    []string `yaml:"from"`    // CIDRs
-	Account string   `yaml:"account"` // an account's username
+	// From lists the device networks (CIDRs, bare IPs allowed); each must
+	// lie inside the listener's allow list.
+	From []string `yaml:"from"`
+	// Account is the username of a configured, non-wildcard account.
+	Account string `yaml:"account"`
 }
 
 // Provider describes an upstream. Built-in: gmail, outlook. A configured
-// provider with a built-in's name overrides only the keys it sets.
+// provider with a built-in's name overrides only the keys it sets; any
+// other name must give imap, pop3, smtp and token_url (auth_url when an
+// authcode account uses it, device_auth_url when a device account does).
+// URLs are absolute https (http only for loopback hosts, as test servers).
 type Provider struct {
 	IMAP          string   `yaml:"imap"`     // host:port, implicit TLS
 	POP3          string   `yaml:"pop3"`     // host:port, implicit TLS
@@ -156,9 +191,12 @@ type Provider struct {
 	// https://outlook.office365.com/.default).
 	AppOnlyScopes []string `yaml:"app_only_scopes"`
 
-	// Filled by Load: SessionLifetime parsed (0 = token lifetime).
+	// CAPEM adds PEM roots from Go (the demo's generated CA); not in YAML.
+	CAPEM []byte `yaml:"-"`
+
+	// Filled by Complete: SessionLifetime parsed (0 = token lifetime).
 	SessionLifetimeDuration time.Duration `yaml:"-"`
-	// Filled by Load: the name under providers or the built-in name.
+	// Filled by Complete: the name under providers or the built-in name.
 	Name string `yaml:"-"`
 }
 
@@ -168,10 +206,14 @@ type Account struct {
 	// login in that domain (flow: service_account only); the login name
 	// then becomes the upstream user.
 	Username string `yaml:"username"`
-	// UpstreamUser is the identity in XOAUTH2; default Username.
-	UpstreamUser     string `yaml:"upstream_user"`
-	Provider         string `yaml:"provider"`
-	ClientID         string `yaml:"client_id"`
+	// UpstreamUser is the identity in XOAUTH2; default Username. Empty
+	// (and not settable) for a wildcard account.
+	UpstreamUser string `yaml:"upstream_user"`
+	Provider     string `yaml:"provider"` // gmail | outlook | a name under providers (required)
+	// ClientID is the OAuth client; required except for service_account,
+	// whose key file carries it.
+	ClientID string `yaml:"client_id"`
+	// ClientSecret or ClientSecretFile (not both); read with Secret.
 	ClientSecret     string `yaml:"client_secret"`
 	ClientSecretFile string `yaml:"client_secret_file"`
 	// Flow: authcode | device | service_account | client_credentials (authcode).
