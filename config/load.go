@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"regexp"
 	"strconv"
+	"strings"
 
 	"gopkg.in/yaml.v3"
 )
@@ -98,7 +99,7 @@ var yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 func syntaxError(err error) (int, string) {
 	m := yamlLineRE.FindStringSubmatch(err.Error())
 	if m == nil {
-		return 0, "invalid YAML: " + err.Error()
+		return 0, "invalid YAML: " + strings.TrimPrefix(err.Error(), "yaml: ")
 	}
 	line, _ := strconv.Atoi(m[1])
 	return line, "invalid YAML: " + m[2]
