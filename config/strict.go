@@ -25,17 +25,13 @@ var durationType = reflect.TypeFor[Duration]()
 
 type walker struct {
 	c       *collector
-	visited int
+	visited int // nodes walked, aliases counted each time they are followed
 }
 
 // check walks n as a value of type t at path, recording the line of every
 // key it meets in w.c.pos.
 func (w *walker) check(n *yaml.Node, t reflect.Type, path string) {
-	w.visited++
-	if w.visited == maxNodes {
-		w.c.add(path, "document too large or too deeply aliased (more than %d nodes)", maxNodes)
-	}
-	if w.visited >= maxNodes {
+	if !w.tick(path) {
 		return
 	}
 	if n.Kind == yaml.AliasNode {
@@ -89,6 +85,16 @@ func (w *walker) check(n *yaml.Node, t reflect.Type, path string) {
 	}
 }
 
+// tick counts a visited node and reports whether the walk may go on;
+// the first time the budget runs out it records why.
+func (w *walker) tick(path string) bool {
+	w.visited++
+	if w.visited == maxNodes {
+		w.c.add(path, "document too large or too deeply aliased (more than %d nodes)", maxNodes)
+	}
+	return w.visited < maxNodes
+}
+
 // want reports whether n (after aliases) has kind k, recording an error
 // naming what was expected when it has not.
 func (w *walker) want(n *yaml.Node, k yaml.Kind, path, what string) bool {
@@ -127,8 +133,7 @@ func (w *walker) mapping(n *yaml.Node, path string, fn func(key string, k, v *ya
 }
 
 func (w *walker) merge(v *yaml.Node, path string, fn func(key string, k, v *yaml.Node)) {
-	w.visited++
-	if w.visited >= maxNodes {
+	if !w.tick(path) {
 		return
 	}
 	switch v.Kind {
