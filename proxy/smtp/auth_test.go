@@ -17,7 +17,7 @@ func TestParsePlain(t *testing.T) {
 		{"alice\x00alice\x00pw", "alice", "alice", "pw", true},
 		{"\x00alice\x00p w\x01", "", "alice", "p w\x01", true},
 		{"", "", "", "", false},
-		{"\x00\x00pw", "", "", "", false},         // empty authcid
+		{"\x00\x00pw", "", "", "", false},          // empty authcid
 		{"\x00alice\x00", "", "", "", false},       // empty password
 		{"alice\x00pw", "", "", "", false},         // one NUL
 		{"\x00a\x00b\x00c", "", "", "", false},     // NUL inside the password
