@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 )
 
@@ -41,8 +42,30 @@ func (e *Error) Error() string {
 		b.WriteString(e.Path)
 		b.WriteString(": ")
 	}
-	b.WriteString(e.Msg)
+	b.WriteString(escapeControls(e.Msg))
 	return b.String()
+}
+
+// escapeControls keeps one error on one line whatever the file held: a
+// value with a newline must not forge a second error line in a log.
+func escapeControls(s string) string {
+	if !strings.ContainsFunc(s, isControl) {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s {
+		if isControl(r) {
+			q := strconv.QuoteRune(r)
+			b.WriteString(q[1 : len(q)-1])
+		} else {
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}
+
+func isControl(r rune) bool {
+	return r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) || r == 0x2028 || r == 0x2029
 }
 
 func (e *Error) Unwrap() error { return e.Err }
@@ -68,12 +91,18 @@ func (es Errors) Unwrap() []error {
 	return out
 }
 
+// maxErrors caps one report. A real config has a handful of mistakes; a
+// garbage or alias-multiplied file could otherwise produce a report of
+// megabytes (and take seconds to build).
+const maxErrors = 50
+
 // collector gathers errors during one pass and locates them with the
 // key positions recorded while parsing.
 type collector struct {
-	source string
-	pos    map[string]int // key path -> line; nil for a Config built in Go
-	errs   Errors
+	source  string
+	pos     map[string]int // key path -> line; nil for a Config built in Go
+	errs    Errors
+	dropped int // errors beyond maxErrors, counted in the last line
 }
 
 func (c *collector) add(path, format string, args ...any) {
@@ -81,19 +110,25 @@ func (c *collector) add(path, format string, args ...any) {
 }
 
 func (c *collector) addErr(path string, err error, format string, args ...any) {
-	c.errs = append(c.errs, &Error{
-		Source: c.source,
-		Line:   lineOf(c.pos, path),
-		Path:   path,
-		Msg:    fmt.Sprintf(format, args...),
-		Err:    err,
-	})
+	c.push(&Error{Line: lineOf(c.pos, path), Path: path, Msg: fmt.Sprintf(format, args...), Err: err})
 }
 
 // addAt records an error at a known line (the strict pass knows the node).
 func (c *collector) addAt(line int, path, format string, args ...any) {
-	c.errs = append(c.errs, &Error{Source: c.source, Line: line, Path: path, Msg: fmt.Sprintf(format, args...)})
+	c.push(&Error{Line: line, Path: path, Msg: fmt.Sprintf(format, args...)})
 }
+
+func (c *collector) push(e *Error) {
+	if c.full() {
+		c.dropped++
+		return
+	}
+	e.Source = c.source
+	c.errs = append(c.errs, e)
+}
+
+// full reports whether further errors are only counted.
+func (c *collector) full() bool { return len(c.errs) >= maxErrors }
 
 // result returns the collected errors sorted by position, or nil.
 func (c *collector) result() error {
@@ -107,6 +142,11 @@ func (c *collector) result() error {
 		}
 		return li < lj
 	})
+	if c.dropped > 0 {
+		c.errs = append(c.errs, &Error{Source: c.source,
+			Msg: fmt.Sprintf("%d more errors not shown; fix the ones above first", c.dropped)})
+		c.dropped = 0
+	}
 	return c.errs
 }
 

@@ -406,3 +406,40 @@ func TestSuggest(t *testing.T) {
 		}
 	}
 }
+
+// TestErrorCap: a file with a thousand mistakes gets a report of
+// maxErrors lines plus a count, not a thousand lines.
+func TestErrorCap(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("accounts:\n")
+	for range 1000 {
+		b.WriteString("  - {usernam: x}\n")
+	}
+	_, err := Parse([]byte(b.String()), "c.yaml")
+	var es Errors
+	if !errors.As(err, &es) || len(es) != maxErrors+1 {
+		t.Fatalf("got %d errors, want %d", len(es), maxErrors+1)
+	}
+	if got, want := es[maxErrors].Error(), "c.yaml: 950 more errors not shown; fix the ones above first"; got != want {
+		t.Errorf("last line %q, want %q", got, want)
+	}
+	if got := es[0].Error(); got != `c.yaml:2: accounts[0].usernam: unknown key (did you mean "username"?)` {
+		t.Errorf("first line %q", got)
+	}
+}
+
+// TestErrorOneLine: values with line breaks are escaped, so each problem
+// stays one line (found by FuzzParse).
+func TestErrorOneLine(t *testing.T) {
+	_, err := Parse([]byte("listeners: [{protocol: imap, listen: \"127.0.0.1:1143\", tls: starttls}]\n"+
+		"providers: {x: {imap: \"a:1\", pop3: \"a:2\", smtp: \"a:3\", token_url: \"https://a/\\nb\"}}\n"), "c.yaml")
+	want := `c.yaml:2: providers.x.token_url: "https://a/\nb" is not an absolute https:// URL`
+	if err == nil || err.Error() != want {
+		t.Errorf("got %v\nwant %s", err, want)
+	}
+	// Messages that embed a value with %s (file paths) are escaped too.
+	e := &Error{Source: "c.yaml", Line: 1, Path: "a", Msg: "/tmp/x\nc.yaml:9: forged\u2028 is empty"}
+	if got, want := e.Error(), `c.yaml:1: a: /tmp/x\nc.yaml:9: forged\u2028 is empty`; got != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
+}

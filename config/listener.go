@@ -131,8 +131,21 @@ func splitHostPort(s string, allowZero bool) (string, int, error) {
 	if err != nil || port < low || port > 65535 {
 		return "", 0, fmt.Errorf("%q: port must be a number from %d to 65535", s, low)
 	}
-	if strings.ContainsAny(host, " \t/") {
-		return "", 0, fmt.Errorf("%q: invalid host %q", s, host)
+	if !validHost(host) {
+		return "", 0, fmt.Errorf("%q: %q is not an IP address or host name", s, host)
 	}
 	return host, port, nil
+}
+
+// validHost accepts "" (every address), an IP address and a DNS name.
+func validHost(h string) bool {
+	if _, err := netip.ParseAddr(h); err == nil {
+		return true
+	}
+	for _, r := range h {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '-' || r == '_') {
+			return false
+		}
+	}
+	return true
 }

@@ -59,6 +59,10 @@ func (w *walker) check(n *yaml.Node, t reflect.Type, path string) {
 		w.mapping(n, path, func(key string, k, v *yaml.Node) {
 			f, ok := fieldByTag(t, key)
 			if !ok {
+				if w.c.full() {
+					w.c.dropped++ // only counted: skip the cost of a suggestion
+					return
+				}
 				w.c.add(joinPath(path, key), "unknown key (%s)", suggest(key, tagsOf(t)))
 				return
 			}
