@@ -1,0 +1,98 @@
+package pop3
+
+import (
+	"bytes"
+	"time"
+)
+
+// Multi-line responses (RFC 1939 §3) end with a line holding a single
+// "."; lines of the body that begin with "." are dot-stuffed by the
+// server. The relay never unstuffs or rewrites the body: it copies it out
+// of the upstream reader's buffer in whatever chunks arrive and only
+// looks for the terminator, CRLF "." CRLF, where the first CRLF is the
+// end of the previous line (or of the status line).
+
+// terminator is the end of a multi-line response, including the CRLF that
+// ends the line before it.
+const terminator = "\r\n.\r\n"
+
+// termScanner finds the terminator in a stream fed chunk by chunk. It
+// remembers the last bytes of what it has seen so a terminator split
+// across chunks is found too.
+type termScanner struct {
+	tail  [len(terminator) - 1]byte
+	ntail int
+}
+
+// newTermScanner returns a scanner positioned at the start of a line, as
+// after a status line: ".\r\n" as the very first body line terminates.
+func newTermScanner() termScanner {
+	var s termScanner
+	s.ntail = copy(s.tail[:], "\r\n")
+	return s
+}
+
+// scan looks for the terminator in p, which follows everything scanned
+// before. It returns the length of the prefix of p that ends with the
+// terminator, or -1 when p does not complete one.
+func (s *termScanner) scan(p []byte) int {
+	if s.ntail > 0 && len(p) > 0 {
+		// A terminator starting in the tail: join the tail with the
+		// first bytes of p. A match starting inside p is found below.
+		var b [2*len(terminator) - 2]byte
+		k := copy(b[:], s.tail[:s.ntail])
+		m := copy(b[k:], p[:min(len(p), len(terminator)-1)])
+		if i := bytes.Index(b[:k+m], []byte(terminator)); i >= 0 && i < k {
+			return i + len(terminator) - k
+		}
+	}
+	if i := bytes.Index(p, []byte(terminator)); i >= 0 {
+		return i + len(terminator)
+	}
+	// Keep the last len(terminator)-1 bytes of tail+p.
+	if len(p) >= len(s.tail) {
+		s.ntail = copy(s.tail[:], p[len(p)-len(s.tail):])
+	} else {
+		keep := min(s.ntail, len(s.tail)-len(p))
+		copy(s.tail[:], s.tail[s.ntail-keep:s.ntail])
+		s.ntail = keep + copy(s.tail[keep:], p)
+	}
+	return -1
+}
+
+// relayMulti forwards a multi-line response whose status line (statusLen
+// octets, still in the upstream buffer) was +OK, up to and including its
+// terminator, writing each buffered chunk to the client as it arrives. An
+// upstream failure returns a *cutError with touched set when any byte
+// already went to the client (then it cannot be replayed: RFC 1939 offers
+// no way to take back part of a response).
+func (s *session) relayMulti(statusLen int) error {
+	u := s.up
+	sc := newTermScanner()
+	skip := statusLen // the status line is not part of the body
+	touched := false
+	for {
+		buf, _ := u.r.Peek(u.r.Buffered())
+		n := len(buf)
+		end := sc.scan(buf[skip:])
+		if end >= 0 {
+			n = skip + end
+		}
+		skip = 0
+		if n > 0 {
+			if err := s.write(buf[:n]); err != nil {
+				return err
+			}
+			touched = true
+			u.r.Discard(n)
+		}
+		if end >= 0 {
+			u.idle = true
+			return nil
+		}
+		u.conn.SetReadDeadline(time.Now().Add(u.timeout))
+		if _, err := u.r.Peek(1); err != nil {
+			return newCut(err, touched)
+		}
+	}
+}
