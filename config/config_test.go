@@ -96,7 +96,7 @@ limits: {per_account: 3}
 throttle: {delay: 2s}
 smtp: {spool_dir: /srv/spool, hostname: mx.example}
 listeners:
-  - {protocol: smtp, listen: "[::1]:2525", tls: implicit, min_tls_version: "1.3"}
+  - {protocol: smtp, listen: "[::1]:2525", tls: implicit, min_tls_version: 1.3}
 accounts:
   - {username: Alice@Gmail.com, provider: gmail, client_id: c, passwords: [{name: l, hash: "`+testHash+`"}]}
 `)

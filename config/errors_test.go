@@ -86,6 +86,11 @@ listeners:
 config.yaml:5: listeners[1].listen: "127.0.0.1:99999": port must be a number from 0 to 65535
 config.yaml:7: listeners[2].listen: "localhost" is not host:port (e.g. 127.0.0.1:1143, [::1]:1143)`},
 
+		{"listen host not a name", `
+listeners:
+  - {protocol: imap, listen: "mail server:1143"}
+`, `config.yaml:3: listeners[0].listen: "mail server:1143": "mail server" is not an IP address or host name`},
+
 		{"duplicate listen addresses", `
 listeners:
   - {protocol: imap, listen: "127.0.0.1:1143"}
