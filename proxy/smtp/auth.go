@@ -47,7 +47,7 @@ func (s *session) login(authzid, username, password string) error {
 	if authzid != "" && !strings.EqualFold(authzid, username) {
 		return errAuthzid
 	}
-	if s.cc.isDraining() {
+	if s.cc.isDraining() || s.cc.isClosing() {
 		s.cc.closeAtNextRead()
 		return errShutdown
 	}

@@ -1,8 +1,10 @@
 package smtp
 
 import (
+	"errors"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -30,6 +32,9 @@ type clientConn struct {
 	// listener is not implicit TLS.
 	checkHello   bool
 	writeTimeout time.Duration
+	host         string // for the 421 lines
+
+	muted atomic.Bool // the bridge ended the session: drop go-smtp's writes
 
 	mu sync.Mutex // guards the fields below
 	// top is the connection go-smtp writes replies to: this wrapper, or
@@ -43,14 +48,14 @@ type clientConn struct {
 	closing  bool      // the connection ends at go-smtp's next read
 	loginBy  time.Time // cap for read deadlines until login; zero when none
 	byeLine  string    // what to say when the drain ends the session
-	// byeSent is closed once drain has written byeLine; a read that finds
-	// the connection closing waits for it, so go-smtp does not close the
-	// connection under the line being written.
+	// byeSent is closed once the closing line was written; a read that
+	// finds the connection closing waits for it, so go-smtp does not close
+	// the connection under the line being written.
 	byeSent chan struct{}
 }
 
-func newClientConn(c net.Conn, checkHello bool, writeTimeout time.Duration) *clientConn {
-	cc := &clientConn{Conn: c, checkHello: checkHello, writeTimeout: writeTimeout}
+func newClientConn(c net.Conn, checkHello bool, writeTimeout time.Duration, host string) *clientConn {
+	cc := &clientConn{Conn: c, checkHello: checkHello, writeTimeout: writeTimeout, host: host}
 	cc.top = cc
 	return cc
 }
@@ -70,10 +75,10 @@ func (c *clientConn) Read(p []byte) (int, error) {
 		// go-smtp wants the next command: this is the command boundary
 		// where a drain ends the session (RFC 5321 §3.8: a server that is
 		// shutting down sends 421 and closes).
-		c.closing = true
-		top, line := c.top, c.byeLine
+		top, sent := c.beginEndLocked()
+		line := c.byeLine
 		c.mu.Unlock()
-		c.say(top, line)
+		c.sayAndMute(top, line, sent)
 		return 0, errConnClosed
 	}
 	c.reading = true
@@ -86,23 +91,77 @@ func (c *clientConn) Read(p []byte) (int, error) {
 	c.mu.Lock()
 	c.reading = false
 	closing := c.closing
+	loginTimeout := !c.loginBy.IsZero() && !time.Now().Before(c.loginBy)
 	c.mu.Unlock()
-	if closing {
+	var ne net.Error
+	switch {
+	case closing:
 		// The drain said 421 while this read was blocked: whatever came in
 		// is not processed, the client took the 421 as the reply to it.
 		c.waitBye()
 		return 0, errConnClosed
-	}
-	if first && c.checkHello && n > 0 && p[0] == 0x16 {
+	case first && c.checkHello && n > 0 && p[0] == 0x16:
 		// 0x16 is a TLS handshake record (RFC 8446 §5.1), never the start
 		// of an SMTP command: a TLS client on the plaintext port.
-		c.mu.Lock()
-		c.closing = true
-		c.mu.Unlock()
-		c.say(c, "500 5.5.1 TLS handshake on a plaintext port: use STARTTLS or the implicit TLS port\r\n")
+		c.end("500 5.5.1 TLS handshake on a plaintext port: use STARTTLS or the implicit TLS port\r\n")
+		return 0, errConnClosed
+	case err != nil && errors.As(err, &ne) && ne.Timeout():
+		// RFC 5321 §4.5.3.2.7: a server may close after its timeout, with
+		// 421 (§3.8). The bridge says it itself rather than leaving it to
+		// go-smtp: bufio hands go-smtp the partial line a timeout
+		// interrupted as if it were complete (bufio.Reader.ReadLine never
+		// returns data and an error together), so a slow client's half
+		// command would be executed. Here the session ends first; go-smtp's
+		// replies to such a fragment are muted, and the session refuses it.
+		what := "Idle timeout"
+		if loginTimeout {
+			what = "Login timeout"
+		}
+		c.end("421 4.4.2 " + c.host + " " + what + ", closing connection\r\n")
 		return 0, errConnClosed
 	}
 	return n, err
+}
+
+// Write passes go-smtp's replies on, until the session was ended by the
+// bridge: then they are dropped (a reply to a command fragment, a TLS
+// close_notify after the 421).
+func (c *clientConn) Write(p []byte) (int, error) {
+	if c.muted.Load() {
+		return len(p), nil
+	}
+	return c.Conn.Write(p)
+}
+
+// beginEndLocked marks the session ending; c.mu must be held. The caller
+// then calls sayAndMute with the results.
+func (c *clientConn) beginEndLocked() (net.Conn, chan struct{}) {
+	c.closing = true
+	sent := make(chan struct{})
+	c.byeSent = sent
+	return c.top, sent
+}
+
+// end ends the session with line: it is written, later writes are
+// dropped, reads fail. A session already ending is left alone.
+func (c *clientConn) end(line string) {
+	c.mu.Lock()
+	if c.closing {
+		c.mu.Unlock()
+		return
+	}
+	top, sent := c.beginEndLocked()
+	c.mu.Unlock()
+	c.sayAndMute(top, line, sent)
+}
+
+func (c *clientConn) sayAndMute(top net.Conn, line string, sent chan struct{}) {
+	if top != nil && line != "" {
+		top.SetWriteDeadline(time.Now().Add(c.writeTimeout))
+		top.Write([]byte(line))
+	}
+	c.muted.Store(true)
+	close(sent)
 }
 
 func (c *clientConn) waitBye() {
@@ -112,16 +171,6 @@ func (c *clientConn) waitBye() {
 	if ch != nil {
 		<-ch
 	}
-}
-
-// say writes one reply line with a write deadline; errors are ignored,
-// the connection is being closed.
-func (c *clientConn) say(top net.Conn, line string) {
-	if top == nil || line == "" {
-		return
-	}
-	top.SetWriteDeadline(time.Now().Add(c.writeTimeout))
-	top.Write([]byte(line))
 }
 
 // SetDeadline and SetReadDeadline cap read deadlines at the login
@@ -197,13 +246,11 @@ func (c *clientConn) drain(line string) {
 		c.mu.Unlock()
 		return
 	}
-	c.closing = true
-	top := c.top
-	sent := make(chan struct{})
-	c.byeSent = sent
+	// Decided under the lock while the read is blocked: when it returns it
+	// finds closing set and drops what it read.
+	top, sent := c.beginEndLocked()
 	c.mu.Unlock()
-	c.say(top, line)
-	close(sent)
+	c.sayAndMute(top, line, sent)
 	// Unblock the read; it sees closing and reports a closed connection.
 	c.Conn.SetReadDeadline(time.Now())
 }

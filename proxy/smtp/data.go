@@ -38,7 +38,7 @@ import (
 func (s *session) Data(r io.Reader) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.ended {
+	if s.ended || s.cc.isClosing() {
 		return errDataAborted
 	}
 	// Until Reset (after go-smtp wrote the reply), a drain lets this

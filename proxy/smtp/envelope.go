@@ -66,6 +66,9 @@ func (s *session) Mail(from string, opts *gosmtp.MailOptions) error {
 func (s *session) Rcpt(to string, opts *gosmtp.RcptOptions) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.cc.isClosing() {
+		return errShutdown // not seen: the session is ending (a command fragment after a timeout)
+	}
 	if s.txErr != nil {
 		return s.txErr
 	}

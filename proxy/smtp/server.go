@@ -155,7 +155,7 @@ func (s *Server) ServeConn(ctx context.Context, pc *proxy.Conn) {
 	start := time.Now()
 	log := s.logger().With("proto", proto, "session", pc.ID, "client_ip", pc.Remote.String())
 	writeTimeout := orDefault(s.WriteTimeout, DefaultWriteTimeout)
-	cc := newClientConn(pc.Conn, !pc.IsTLS(), writeTimeout)
+	cc := newClientConn(pc.Conn, !pc.IsTLS(), writeTimeout, s.hostname())
 	sess := newSession(ctx, s, pc, cc, log)
 	if !s.relayAllowed(pc.Remote) {
 		cc.setLoginDeadline(start.Add(orDefault(s.LoginTimeout, DefaultLoginTimeout)))
