@@ -104,12 +104,12 @@ type bridge struct {
 }
 
 type bridgeOpts struct {
-	starttlsUpstream bool                  // upstream via SubmissionAddr (587) instead of SMTPAddr (465)
-	listener         proxy.ListenerInfo    // Protocol and Addr are filled in
-	localTLS         proxy.TLSMode         // local listener TLS mode
-	direct           bool                  // serve without proxy.Listener, ListenerInfo as given (Loopback false allowed)
-	configure        func(*Server)         // adjust the Server before it serves
-	fg               *fakegmail.Options    // fake Gmail options (Users filled in)
+	starttlsUpstream bool               // upstream via SubmissionAddr (587) instead of SMTPAddr (465)
+	listener         proxy.ListenerInfo // Protocol and Addr are filled in
+	localTLS         proxy.TLSMode      // local listener TLS mode
+	direct           bool               // serve without proxy.Listener, ListenerInfo as given (Loopback false allowed)
+	configure        func(*Server)      // adjust the Server before it serves
+	fg               *fakegmail.Options // fake Gmail options (Users filled in)
 	dial             func(ctx context.Context, network, addr string) (net.Conn, error)
 	session          proxy.SessionPolicy
 }
