@@ -51,7 +51,11 @@ func (s *session) login(authzid, username, password string) error {
 		s.cc.closeAtNextRead()
 		return errShutdown
 	}
-	s.mu.Lock()
+	if !s.mu.TryLock() {
+		// Only Data of a BDAT transfer holds mu now (see Logout): a mail
+		// transaction is in progress, and waiting would deadlock.
+		return errAuthInTx
+	}
 	defer s.mu.Unlock()
 	if s.inTx {
 		return errAuthInTx

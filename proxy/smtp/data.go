@@ -48,6 +48,9 @@ func (s *session) Data(r io.Reader) error {
 		if err := s.spool.reset(); err != nil {
 			s.alog.Warn("spool cleanup failed", "err", err)
 		}
+		if s.logoutAfterData.Swap(false) {
+			s.logoutLocked()
+		}
 	}()
 	if s.txErr != nil {
 		return s.txErr

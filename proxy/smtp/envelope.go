@@ -41,6 +41,9 @@ func (s *session) Mail(from string, opts *gosmtp.MailOptions) error {
 			return s.txFailure(err)
 		}
 	}
+	if s.inTx {
+		return errNestedMail
+	}
 	if opts != nil && opts.UTF8 && s.up != nil && !s.up.caps.utf8 {
 		return errNoUTF8
 	}

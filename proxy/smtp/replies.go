@@ -23,6 +23,8 @@ var (
 	// RFC 4954 §4: "The AUTH command is not permitted during a mail
 	// transaction" (503 out of sequence).
 	errAuthInTx = &gosmtp.SMTPError{Code: 503, EnhancedCode: gosmtp.EnhancedCode{5, 5, 1}, Message: "AUTH not permitted during a mail transaction"}
+	// RFC 5321 §4.1.4: MAIL while a transaction is open is out of sequence.
+	errNestedMail = &gosmtp.SMTPError{Code: 503, EnhancedCode: gosmtp.EnhancedCode{5, 5, 1}, Message: "Nested MAIL command: send RSET first"}
 	// RFC 4954 §4: unknown mechanism.
 	errUnknownMech = &gosmtp.SMTPError{Code: 504, EnhancedCode: gosmtp.EnhancedCode{5, 5, 4}, Message: "Unrecognized authentication type (use PLAIN or LOGIN)"}
 	// RFC 4954 §4: a client response that is not valid for the mechanism.

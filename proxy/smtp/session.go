@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	gosmtp "github.com/emersion/go-smtp"
@@ -31,6 +32,9 @@ type session struct {
 	upMu sync.Mutex // guards hard and upc: the drain watcher reads them
 	hard time.Time  // after shutdown began: no upstream wait beyond this
 	upc  *upConn    // the current upstream connection, for the drain to cap
+
+	// logoutAfterData is a Logout that came while Data held mu.
+	logoutAfterData atomic.Bool
 
 	mu      sync.Mutex // guards everything below; Data holds it for a whole message
 	ended   bool
@@ -130,9 +134,16 @@ func (s *session) Reset() {
 // Logout is called by go-smtp when the connection closes, and at STARTTLS
 // (RFC 3207 §4.2: the client must authenticate again over TLS).
 func (s *session) Logout() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.cc.setTop(nil) // after a STARTTLS, unknown until the next EHLO
+	if !s.mu.TryLock() {
+		// Only Data of a BDAT transfer holds mu while go-smtp's goroutine
+		// runs (STARTTLS or a close between chunks). Waiting here would
+		// deadlock: go-smtp closes the chunk pipe that ends Data only
+		// after Logout returns. Data logs out as it ends instead.
+		s.logoutAfterData.Store(true)
+		return nil
+	}
+	defer s.mu.Unlock()
 	s.logoutLocked()
 	return nil
 }
@@ -326,11 +337,12 @@ func (s *session) resume(phase string) error {
 		<-t.C
 		backoff = min(2*backoff, 2*time.Second)
 	}
-	if reason == "" {
-		reason = "reconnect"
+	if reason != "" {
+		s.srv.Metrics.Resume(proto, false, reason)
+		s.alog.Info("upstream resume failed", "reason", reason, "phase", phase, "err", err, "duration", time.Since(start).Round(time.Millisecond))
+	} else {
+		s.alog.Info("upstream reconnect failed", "phase", phase, "err", err, "duration", time.Since(start).Round(time.Millisecond))
 	}
-	s.srv.Metrics.Resume(proto, false, reason)
-	s.alog.Info("upstream resume failed", "reason", reason, "phase", phase, "err", err, "duration", time.Since(start).Round(time.Millisecond))
 	return s.resumeError(err)
 }
 
