@@ -10,7 +10,8 @@
 #      the Debian packages that are missing (apt-get); when not root, list
 #      them and go on. Their tests then skip, or fail when
 #      OAUTHBRIDGE_REQUIRE_PEERS=1 (as .ci/run sets it).
-#   2. gofmt -l over the whole tree: fails listing unformatted files.
+#   2. gofmt -l over the whole tree (with packages given: over their
+#      directories): fails listing unformatted files.
 #   3. go vet on the packages.
 #   4. go test -race -count=1 <your flags> <packages>.
 #
@@ -54,7 +55,9 @@ missing_packages() {
 	local pkg status
 	for pkg in "${PEER_PACKAGES[@]}"; do
 		status=$(dpkg-query -W -f='${db:Status-Abbrev}' "$pkg" 2>/dev/null || true)
-		if [ "${status:0:2}" != "ii" ]; then
+		# Status-Abbrev: desired action, then state ("i" = installed; a
+		# held package is "hi"), then error flag.
+		if [ "${status:1:1}" != "i" ]; then
 			echo "$pkg"
 		fi
 	done
@@ -129,8 +132,15 @@ if [ "${#pkgs[@]}" -eq 0 ]; then
 	pkgs=(./...)
 fi
 
+# gofmt covers the whole tree, or with packages given, their directories
+# (and what is below them).
+if [ "${pkgs[*]}" = "./..." ]; then
+	fmt_dirs=(.)
+else
+	mapfile -t fmt_dirs < <(go list -e -f '{{.Dir}}' "${pkgs[@]}")
+fi
 echo "test.sh: gofmt -l"
-unformatted=$(gofmt -l .)
+unformatted=$(gofmt -l "${fmt_dirs[@]}")
 if [ -n "$unformatted" ]; then
 	echo "test.sh: not gofmt-ed (run gofmt -w on them):" >&2
 	echo "$unformatted" >&2
