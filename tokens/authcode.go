@@ -117,12 +117,12 @@ func (p *PendingAuth) Complete(ctx context.Context, q url.Values) error {
 		}
 		return e
 	}
-	return p.m.saveAuthorized(ctx, p.a, tok)
+	return p.m.saveAuthorized(ctx, p.a, tok, FlowAuthCode)
 }
 
-// saveAuthorized stores the tokens of a new consent (authcode or device)
+// saveAuthorized stores the tokens of a new consent, obtained by flow,
 // under the account's lock and hands them to this process's Source.
-func (m *Manager) saveAuthorized(ctx context.Context, a *account, tok *oauth2.Token) error {
+func (m *Manager) saveAuthorized(ctx context.Context, a *account, tok *oauth2.Token, flow Flow) error {
 	name := a.spec.Name
 	if tok.RefreshToken == "" {
 		return &Error{Account: name, Op: "authorize", Description: "the provider returned no refresh token",
@@ -139,7 +139,7 @@ func (m *Manager) saveAuthorized(ctx context.Context, a *account, tok *oauth2.To
 		scopes = strings.Fields(granted)
 	}
 	rec := &Record{AccessToken: tok.AccessToken, TokenType: tok.TokenType, Expiry: m.expiryOf(tok),
-		RefreshToken: tok.RefreshToken, Flow: a.spec.Flow, Scopes: scopes,
+		RefreshToken: tok.RefreshToken, Flow: flow, Scopes: scopes,
 		ObtainedAt: now, RefreshTokenIssuedAt: now}
 	v, err := m.store.save(name, rec)
 	if err != nil {
@@ -154,7 +154,7 @@ func (m *Manager) saveAuthorized(ctx context.Context, a *account, tok *oauth2.To
 		s.err, s.failures, s.retryAt, s.unsaved, s.unsavedFrom = nil, 0, time.Time{}, nil, ""
 		s.mu.Unlock()
 	}
-	m.log.Info("account authorized", "account", name, "flow", string(a.spec.Flow), "scopes", strings.Join(scopes, " "))
+	m.log.Info("account authorized", "account", name, "flow", string(flow), "scopes", strings.Join(scopes, " "))
 	return nil
 }
 
@@ -170,7 +170,8 @@ type AuthCodeOptions struct {
 	// its reader goroutine is stopped before returning, otherwise it ends
 	// at In's next line or EOF.
 	In io.Reader
-	// OpenBrowser opens the URL; nil does not try (--no-browser).
+	// OpenBrowser opens the URL and returns without waiting for the page
+	// (as xdg-open does); nil does not try (--no-browser).
 	OpenBrowser func(url string) error
 	// Timeout for the whole flow (10m).
 	Timeout time.Duration

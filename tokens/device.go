@@ -83,7 +83,7 @@ func (m *Manager) AuthorizeDevice(ctx context.Context, spec AccountSpec, opts De
 		}
 		tok, err := tokenRequest(ctx, a.client, a.tokenURL, form)
 		if err == nil {
-			if err := m.saveAuthorized(ctx, a, tok); err != nil {
+			if err := m.saveAuthorized(ctx, a, tok, FlowDevice); err != nil {
 				return err
 			}
 			fmt.Fprintf(out, "Authorized %s: tokens stored.\n", name)

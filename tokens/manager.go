@@ -148,12 +148,15 @@ func (m *Manager) SetAccounts(specs []AccountSpec) error {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.accounts, m.order = accounts, order
 	for k := range m.sources {
-		if accounts[k.account] == nil {
+		// Sources of removed accounts, or of accounts whose flow changed
+		// (their subject keys differ), go; the others keep their tokens
+		// and use the new spec from their next refresh on.
+		if a, old := accounts[k.account], m.accounts[k.account]; a == nil || old == nil || a.spec.Flow != old.spec.Flow {
 			delete(m.sources, k)
 		}
 	}
+	m.accounts, m.order = accounts, order
 	return nil
 }
 
@@ -211,8 +214,9 @@ func (m *Manager) Run(ctx context.Context) error {
 	}
 }
 
-// idleSubject: a service-account subject unused this long is dropped from
-// memory (wildcard accounts would otherwise keep every login name seen).
+// idleSubject: a wildcard account's subject unused this long is dropped
+// from memory (it would otherwise keep every login name seen). Other
+// Sources live as long as their account: the daemon may hold them.
 const idleSubject = time.Hour
 
 func (m *Manager) tick() {
@@ -223,14 +227,18 @@ func (m *Manager) tick() {
 		}
 	}
 	srcs := make([]*Source, 0, len(m.sources))
-	for _, s := range m.sources {
+	wildcard := map[*Source]bool{}
+	for k, s := range m.sources {
 		srcs = append(srcs, s)
+		if a := m.accounts[k.account]; a != nil {
+			wildcard[s] = a.spec.Wildcard
+		}
 	}
 	m.mu.Unlock()
 
 	now := m.now()
 	for _, s := range srcs {
-		if s.idle(now) {
+		if wildcard[s] && s.idle(now) {
 			m.mu.Lock()
 			if m.sources[sourceKey{s.account, s.subject}] == s {
 				delete(m.sources, sourceKey{s.account, s.subject})

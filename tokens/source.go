@@ -186,12 +186,9 @@ func (s *Source) background() {
 	}
 }
 
-// idle reports whether a service-account subject has been unused long
-// enough to be dropped.
+// idle reports whether the Source has been unused long enough to be
+// dropped.
 func (s *Source) idle(now time.Time) bool {
-	if s.subject == "" {
-		return false
-	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.refreshing == nil && now.Sub(s.lastUse) > idleSubject
