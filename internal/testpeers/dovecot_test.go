@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/textproto"
 	"strings"
 	"sync"
@@ -281,9 +282,9 @@ func TestDovecotIMAPClientEmptyResponse(t *testing.T) {
 
 // TestDovecotIntrospectCallback plugs a token check like a fake OAuth
 // server's: Dovecot must accept a token only for the user it names, and
-// OAUTHBEARER must work too.
+// OAUTHBEARER must work too, also for a user not listed in Users.
 func TestDovecotIntrospectCallback(t *testing.T) {
-	const bob = "bob@example.test"
+	const bob, carol = "bob@example.test", "carol@example.test"
 	var mu sync.Mutex
 	var seen []string
 	d := StartDovecot(t, DovecotOptions{
@@ -292,8 +293,11 @@ func TestDovecotIntrospectCallback(t *testing.T) {
 			mu.Lock()
 			seen = append(seen, token)
 			mu.Unlock()
-			if token == "tok-bob" {
+			switch token {
+			case "tok-bob":
 				return bob, true
+			case "tok-carol":
+				return carol, true
 			}
 			return "", false
 		},
@@ -309,10 +313,18 @@ func TestDovecotIntrospectCallback(t *testing.T) {
 	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
 		t.Fatalf("SELECT as bob: %v", err)
 	}
+
+	c2 := dialIMAP(t, d, nil)
+	if err := c2.Authenticate(&xoauth2{user: carol, token: "tok-carol"}); err != nil {
+		t.Fatalf("XOAUTH2 as unlisted carol: %v", err)
+	}
+	if _, err := c2.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatalf("SELECT as unlisted carol (home created by dovecot): %v", err)
+	}
 	mu.Lock()
 	defer mu.Unlock()
-	if len(seen) != 2 || seen[0] != "tok-bob" || seen[1] != "tok-bob" {
-		t.Fatalf("Introspect saw %q, want the token twice", seen)
+	if want := []string{"tok-bob", "tok-bob", "tok-carol"}; strings.Join(seen, ",") != strings.Join(want, ",") {
+		t.Fatalf("Introspect saw %q, want %q", seen, want)
 	}
 }
 
@@ -588,4 +600,35 @@ func TestDovecotStop(t *testing.T) {
 		t.Fatalf("after BYE: %q, %v; want EOF", l, err)
 	}
 	d.Stop()
+}
+
+// TestDovecotPlainPorts: the cleartext listeners on loopback accept
+// XOAUTH2 without STARTTLS (Dovecot counts 127.0.0.1 as secured).
+func TestDovecotPlainPorts(t *testing.T) {
+	d := StartDovecot(t, DovecotOptions{Users: []string{alice}})
+
+	c, err := imapclient.DialInsecure(d.IMAPPlainAddr(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Authenticate(&xoauth2{user: alice, token: d.Token(alice)}); err != nil {
+		t.Fatalf("IMAP XOAUTH2 on the plain port: %v", err)
+	}
+
+	conn, err := net.DialTimeout("tcp", d.POP3PlainAddr(), 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(30 * time.Second))
+	tp := textproto.NewConn(conn)
+	if l, err := tp.ReadLine(); err != nil || !strings.HasPrefix(l, "+OK") {
+		t.Fatalf("pop3 greeting %q, %v", l, err)
+	}
+	// One-line form this time: this payload is under 255 octets.
+	tp.PrintfLine("AUTH XOAUTH2 %s", xoauth2B64(alice, d.Token(alice)))
+	if l, err := tp.ReadLine(); err != nil || !strings.HasPrefix(l, "+OK") {
+		t.Fatalf("POP3 AUTH XOAUTH2 on the plain port: %q, %v", l, err)
+	}
 }
