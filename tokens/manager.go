@@ -62,7 +62,8 @@ type Options struct {
 	Now func() time.Time
 	// Logger; nil discards. No token or secret is ever logged.
 	Logger *slog.Logger
-	// Metrics counts refreshes by outcome; nil is fine.
+	// Metrics counts refreshes by outcome and gets per-account gauges
+	// (token state, access token expiry); nil is fine.
 	Metrics *metrics.Metrics
 }
 
@@ -121,12 +122,14 @@ func NewManager(store *Store, opts Options) *Manager {
 		log = slog.New(slog.DiscardHandler)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Manager{
+	m := &Manager{
 		store: store, opts: opts, log: log, now: opts.Now,
 		ctx: ctx, cancel: cancel,
 		accounts: map[string]*account{},
 		sources:  map[sourceKey]*Source{},
 	}
+	m.registerCollector()
+	return m
 }
 
 // SetAccounts replaces the account list (at start and on reload). It is

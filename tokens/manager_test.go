@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/oauthbridge/oauthbridge/internal/fakegmail/fakeoauth"
+	"github.com/oauthbridge/oauthbridge/internal/metrics"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"golang.org/x/oauth2"
 )
 
@@ -661,4 +663,37 @@ func BenchmarkTokenWarm(b *testing.B) {
 			}
 		}
 	})
+}
+
+func TestMetrics(t *testing.T) {
+	f := startFake(t, fakeoauth.Options{})
+	store := openStore(t, t.TempDir())
+	clk := newClock()
+	seed(t, store, f, alice, alice, clk.Now().Add(-time.Minute))
+	met := metrics.New()
+	bob := authcodeSpec(f, "bob@gmail.com")
+	m := newManager(t, store, Options{Now: clk.Now, Metrics: met}, authcodeSpec(f, alice), bob)
+	mustToken(t, source(t, m, alice, ""))
+	want := `
+# HELP oauthbridge_account_token_state 1 for the account's current token state (authorized, consent_required, not_authorized, error), 0 for the others.
+# TYPE oauthbridge_account_token_state gauge
+oauthbridge_account_token_state{account="alice@gmail.com",state="authorized"} 1
+oauthbridge_account_token_state{account="alice@gmail.com",state="consent_required"} 0
+oauthbridge_account_token_state{account="alice@gmail.com",state="error"} 0
+oauthbridge_account_token_state{account="alice@gmail.com",state="not_authorized"} 0
+oauthbridge_account_token_state{account="bob@gmail.com",state="authorized"} 0
+oauthbridge_account_token_state{account="bob@gmail.com",state="consent_required"} 0
+oauthbridge_account_token_state{account="bob@gmail.com",state="error"} 0
+oauthbridge_account_token_state{account="bob@gmail.com",state="not_authorized"} 1
+# HELP oauthbridge_token_refreshes_total OAuth token refreshes by outcome (ok, consent_required, temporary_error).
+# TYPE oauthbridge_token_refreshes_total counter
+oauthbridge_token_refreshes_total{outcome="ok"} 1
+`
+	if err := testutil.GatherAndCompare(met.Registry(), strings.NewReader(want),
+		"oauthbridge_account_token_state", "oauthbridge_token_refreshes_total"); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := testutil.GatherAndCount(met.Registry(), "oauthbridge_account_token_expiry_timestamp_seconds"); err != nil || n != 1 {
+		t.Fatalf("expiry gauges: %d %v", n, err)
+	}
 }
