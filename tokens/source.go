@@ -26,7 +26,7 @@ type Source struct {
 	loaded bool
 	// version of the token file as last read or written by this process;
 	// a different one on disk means another process wrote it.
-	version Version
+	version fileVersion
 	// consent: the grant is gone or was never made; no refresh is tried
 	// until the token file changes.
 	consent bool
@@ -196,9 +196,9 @@ func (s *Source) idle(now time.Time) bool {
 
 // result is what a refresh goroutine hands back.
 type result struct {
-	rec         *Record // stored flows: the record now current (read or written)
-	version     Version // of rec's file; meaningful with rec or notFound
-	notFound    bool    // no token file
+	rec         *Record     // stored flows: the record now current (read or written)
+	version     fileVersion // of rec's file; meaningful with rec or notFound
+	notFound    bool        // no token file
 	tok         *oauth2.Token
 	err         error
 	unsaved     *Record

@@ -234,16 +234,16 @@ func additionalData(account string) []byte {
 	return []byte("oauthbridge token v1\x00" + account)
 }
 
-// Version identifies one written state of a token file. Every write
+// fileVersion identifies one written state of a token file. Every write
 // replaces the file (rename), so the inode changes even when two writes
-// fall in the same clock tick. The zero Version means "no file".
-type Version struct {
+// fall in the same clock tick. The zero fileVersion means "no file".
+type fileVersion struct {
 	ino, size int64
 	mtime     int64
 }
 
-func versionOf(fi fs.FileInfo) Version {
-	v := Version{size: fi.Size(), mtime: fi.ModTime().UnixNano()}
+func versionOf(fi fs.FileInfo) fileVersion {
+	v := fileVersion{size: fi.Size(), mtime: fi.ModTime().UnixNano()}
 	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
 		v.ino = int64(st.Ino)
 	}
@@ -251,14 +251,14 @@ func versionOf(fi fs.FileInfo) Version {
 }
 
 // version stats an account's file: the cheap check for "did another
-// process write it?". Missing file: zero Version.
-func (s *Store) version(account string) (Version, error) {
+// process write it?". Missing file: zero fileVersion.
+func (s *Store) version(account string) (fileVersion, error) {
 	fi, err := os.Stat(s.path(account))
 	if errors.Is(err, fs.ErrNotExist) {
-		return Version{}, nil
+		return fileVersion{}, nil
 	}
 	if err != nil {
-		return Version{}, fmt.Errorf("tokens: %w", err)
+		return fileVersion{}, fmt.Errorf("tokens: %w", err)
 	}
 	return versionOf(fi), nil
 }
@@ -270,30 +270,30 @@ func (s *Store) Load(account string) (*Record, error) {
 	return r, err
 }
 
-func (s *Store) load(account string) (*Record, Version, error) {
+func (s *Store) load(account string) (*Record, fileVersion, error) {
 	p := s.path(account)
 	f, err := os.Open(p)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, Version{}, fmt.Errorf("%w for %s", ErrNoToken, account)
+		return nil, fileVersion{}, fmt.Errorf("%w for %s", ErrNoToken, account)
 	}
 	if err != nil {
-		return nil, Version{}, fmt.Errorf("tokens: %w", err)
+		return nil, fileVersion{}, fmt.Errorf("tokens: %w", err)
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return nil, Version{}, fmt.Errorf("tokens: %w", err)
+		return nil, fileVersion{}, fmt.Errorf("tokens: %w", err)
 	}
 	if err := checkPrivate(p, fi); err != nil {
-		return nil, Version{}, err
+		return nil, fileVersion{}, err
 	}
 	data, err := io.ReadAll(io.LimitReader(f, maxFileSize))
 	if err != nil {
-		return nil, Version{}, fmt.Errorf("tokens: %w", err)
+		return nil, fileVersion{}, fmt.Errorf("tokens: %w", err)
 	}
 	r, err := s.open(account, data)
 	if err != nil {
-		return nil, Version{}, fmt.Errorf("tokens: %s: %w", p, err)
+		return nil, fileVersion{}, fmt.Errorf("tokens: %s: %w", p, err)
 	}
 	return r, versionOf(fi), nil
 }
@@ -336,15 +336,15 @@ func (s *Store) Save(account string, r *Record) error {
 	return err
 }
 
-func (s *Store) save(account string, r *Record) (Version, error) {
+func (s *Store) save(account string, r *Record) (fileVersion, error) {
 	data, err := s.seal(account, r)
 	if err != nil {
-		return Version{}, fmt.Errorf("tokens: seal: %w", err)
+		return fileVersion{}, fmt.Errorf("tokens: seal: %w", err)
 	}
 	final := s.path(account)
 	f, err := os.CreateTemp(s.dir, "."+fileName(account)+tmpMarker+"*") // mode 0600
 	if err != nil {
-		return Version{}, fmt.Errorf("tokens: %w", err)
+		return fileVersion{}, fmt.Errorf("tokens: %w", err)
 	}
 	tmp := f.Name()
 	_, err = f.Write(data)
@@ -363,11 +363,11 @@ func (s *Store) save(account string, r *Record) (Version, error) {
 	}
 	if err != nil {
 		os.Remove(tmp)
-		return Version{}, fmt.Errorf("tokens: write %s: %w", final, err)
+		return fileVersion{}, fmt.Errorf("tokens: write %s: %w", final, err)
 	}
 	// The rename is durable only once the directory is synced.
 	if err := syncDir(s.dir); err != nil {
-		return Version{}, fmt.Errorf("tokens: write %s: %w", final, err)
+		return fileVersion{}, fmt.Errorf("tokens: write %s: %w", final, err)
 	}
 	// Rename keeps the inode, size and mtime of the temp file.
 	return versionOf(fi), nil
