@@ -171,8 +171,13 @@ func (s *session) exec(tc txnCommand) error {
 		return newCut(err, false)
 	}
 	ok := isOK(status)
-	if !ok && s.upstreamGone(tc, status) {
-		return newCut(errUpstreamClosed, false)
+	if !ok {
+		if s.upstreamGone(tc, status) {
+			return newCut(errUpstreamClosed, false)
+		}
+		// upstreamGone may have read more into the buffer, which moves
+		// what is buffered: take the line again.
+		status, _ = u.r.Peek(len(status))
 	}
 	if ok && tc.multiLine() {
 		return s.relayMulti(len(status))

@@ -86,7 +86,11 @@ var errUpstreamClosed = errors.New("pop3: upstream ended the session")
 func (s *session) connect(ctx context.Context, acct *proxy.Account, deadline time.Time) (*upstream, *oauth2.Token, error) {
 	start := time.Now()
 	var up *upstream
-	tok, err := proxy.AuthenticateUpstream(ctx, acct.Tokens, func(token string) error {
+	src := proxy.TokenSource(acct.Tokens)
+	if p := acct.Session; p.Lifetime == 0 && p.RotateBefore > 0 {
+		src = freshTokens{TokenSource: src, margin: p.RotateBefore}
+	}
+	tok, err := proxy.AuthenticateUpstream(ctx, src, func(token string) error {
 		u, err := s.dialLogin(ctx, acct, token, deadline)
 		up = u
 		return err
@@ -96,6 +100,27 @@ func (s *session) connect(ctx context.Context, acct *proxy.Account, deadline tim
 		return nil, nil, err
 	}
 	return up, tok, nil
+}
+
+// freshTokens is the account's token source for a session whose end is
+// its token's expiry: a token that expires within margin (the rotation
+// margin) would make the session due for rotation at once, so it is
+// refreshed first. A failed refresh falls back to the token in hand,
+// which is still valid.
+type freshTokens struct {
+	proxy.TokenSource
+	margin time.Duration
+}
+
+func (f freshTokens) Token(ctx context.Context) (*oauth2.Token, error) {
+	tok, err := f.TokenSource.Token(ctx)
+	if err != nil || tok.Expiry.IsZero() || time.Until(tok.Expiry) > f.margin {
+		return tok, err
+	}
+	if fresh, err := f.TokenSource.ForceRefresh(ctx, tok.AccessToken); err == nil {
+		return fresh, nil
+	}
+	return tok, nil
 }
 
 // dialLogin connects to acct.POP3, reads the greeting, upgrades with STLS
