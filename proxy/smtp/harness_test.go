@@ -82,6 +82,12 @@ func (tt *testTokens) revoke() {
 	tt.mu.Unlock()
 }
 
+func (tt *testTokens) refreshCount() int {
+	tt.mu.Lock()
+	defer tt.mu.Unlock()
+	return tt.refreshes
+}
+
 func (tt *testTokens) secrets() []string {
 	tt.mu.Lock()
 	defer tt.mu.Unlock()
@@ -333,3 +339,10 @@ func matchLabels(m *dto.Metric, want map[string]string) bool {
 }
 
 func mustPrefix(s string) []netip.Prefix { return []netip.Prefix{netip.MustParsePrefix(s)} }
+
+// staticToken is a token source that always gives tok.
+func staticToken(tok string) proxy.TokenSource {
+	return proxy.TokenFunc(func(context.Context, bool) (*oauth2.Token, error) {
+		return &oauth2.Token{AccessToken: tok, Expiry: time.Now().Add(time.Hour)}, nil
+	})
+}
