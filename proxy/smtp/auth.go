@@ -80,7 +80,7 @@ func (s *session) login(authzid, username, password string) error {
 			// The authenticator logged the failure (the fail2ban line).
 			s.log.Debug("login refused", "user", username, "outcome", proxy.LoginOutcome(err))
 		default:
-			s.log.Info("login failed", "account", name, "outcome", proxy.LoginOutcome(err), "err", err)
+			s.log.Info("upstream login failed", "account", name, "outcome", proxy.LoginOutcome(err), "err", err)
 		}
 		return s.loginFailure(err, name)
 	}

@@ -37,7 +37,7 @@ func (s *session) Mail(from string, opts *gosmtp.MailOptions) error {
 		}
 		s.srv.Metrics.Login(proto, proxy.LoginOutcome(err))
 		if err != nil {
-			s.log.Info("relay login failed", "account", s.srv.RelayAccount, "outcome", proxy.LoginOutcome(err), "err", err)
+			s.log.Info("relay upstream login failed", "account", s.srv.RelayAccount, "outcome", proxy.LoginOutcome(err), "err", err)
 			return s.txFailure(err)
 		}
 	}
