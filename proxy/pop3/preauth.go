@@ -344,10 +344,16 @@ func (s *session) login(user, pass, mech string) loginResult {
 		if acct != nil {
 			name = acct.Name
 		}
-		if proxy.Classify(err) != proxy.FailBadCredentials {
-			// Bad credentials are logged by the Authenticator, once,
-			// in the form fail2ban matches.
-			s.log.Warn("login failed", "user", name, "mech", mech,
+		if f := proxy.Classify(err); f != proxy.FailBadCredentials && f != proxy.FailThrottled {
+			// Bad credentials and throttling are logged by the
+			// Authenticator, once, as the "login failed" line fail2ban
+			// matches; this line must not look like it, since what
+			// failed here is not the client's password.
+			msg := "upstream login failed"
+			if f == proxy.FailLimit {
+				msg = "login refused: session limit"
+			}
+			s.log.Warn(msg, "user", name, "mech", mech,
 				"outcome", proxy.LoginOutcome(err), "duration", time.Since(start).Round(time.Millisecond), "err", err)
 		}
 		if !s.reply("-ERR " + respCode(err) + " " + proxy.ClientMessage(err, name)) {

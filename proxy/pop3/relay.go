@@ -2,6 +2,7 @@ package pop3
 
 import (
 	"errors"
+	"fmt"
 	"strconv"
 	"time"
 
@@ -171,6 +172,11 @@ func (s *session) exec(tc txnCommand) error {
 		return newCut(err, false)
 	}
 	ok := isOK(status)
+	if !ok && !isERR(status) {
+		// Not a status line: the stream is out of step, and the only
+		// way back into step is a new session.
+		return newCut(fmt.Errorf("%w: %q", errUpstreamProtocol, truncate(trimEOL(status))), false)
+	}
 	if !ok {
 		if s.upstreamGone(tc, status) {
 			return newCut(errUpstreamClosed, false)
