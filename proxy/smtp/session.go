@@ -306,10 +306,11 @@ func (s *session) resume(phase string) error {
 	reason := s.upLost
 	start := time.Now()
 	within := orDefault(s.acct.Session.ResumeWithin, DefaultResumeWithin)
-	giveUp := earliest(start.Add(within), s.hardDeadline())
 	backoff := 100 * time.Millisecond
 	var err error
 	for {
+		// Recomputed each round: a drain that began meanwhile shortens it.
+		giveUp := earliest(start.Add(within), s.hardDeadline())
 		ctx, cancel := context.WithDeadline(s.ctx, earliest(giveUp, time.Now().Add(orDefault(s.srv.UpstreamTimeout, DefaultUpstreamTimeout))))
 		var up *upstream
 		up, err = s.connect(ctx, s.acct)
