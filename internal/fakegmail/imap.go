@@ -38,14 +38,14 @@ func (s *Server) startIMAP(addr string) error {
 	svc.lib = imapserver.New(&imapserver.Options{
 		NewSession: svc.newSession,
 		Caps: imap.CapSet{
-			imap.CapIMAP4rev1:     {},
-			imap.CapNamespace:     {},
-			imap.CapUIDPlus:       {},
-			imap.CapESearch:       {},
-			imap.CapListExtended:  {},
-			imap.CapListStatus:    {},
-			imap.CapMove:          {},
-			imap.CapSpecialUse:    {},
+			imap.CapIMAP4rev1:    {},
+			imap.CapNamespace:    {},
+			imap.CapUIDPlus:      {},
+			imap.CapESearch:      {},
+			imap.CapListExtended: {},
+			imap.CapListStatus:   {},
+			imap.CapMove:         {},
+			imap.CapSpecialUse:   {},
 		},
 		Logger: slogPrintf{s.log.With("proto", ProtoIMAP)},
 		// The library sees a wireConn, not a *tls.Conn, so it cannot tell

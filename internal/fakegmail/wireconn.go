@@ -32,14 +32,14 @@ type wireConn struct {
 	onClose  func()
 
 	// Read side: touched only by the library's reading goroutine.
-	buf  []byte // backing store of in
-	in   []byte // read from the network, not yet classified
-	out  []byte // classified, to be handed to the library
-	lit  int64  // octets to pass unexamined (a literal, a BDAT chunk)
-	cont bool   // the next line continues a command (after a literal)
-	long bool   // inside a line longer than buf, passed on in pieces
-	tail []byte // the last bytes of such a long line
-	rerr error  // network read error, returned once in is drained
+	buf  []byte    // backing store of in
+	in   []byte    // read from the network, not yet classified
+	out  []byte    // classified, to be handed to the library
+	lit  int64     // octets to pass unexamined (a literal, a BDAT chunk)
+	cont bool      // the next line continues a command (after a literal)
+	long bool      // inside a line longer than buf, passed on in pieces
+	tail []byte    // the last bytes of such a long line
+	rerr error     // network read error, returned once in is drained
 	r    io.Reader // the network: Conn, or a DEFLATE reader over it
 
 	mu       sync.Mutex // guards the write side below and every write to Conn
