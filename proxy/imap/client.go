@@ -1,0 +1,436 @@
+package imap
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"strings"
+	"time"
+)
+
+// clientLoop reads the client's commands and forwards them upstream until
+// the client goes away or the session is closed.
+func (s *session) clientLoop() error {
+	cl := s.cl
+	for {
+		cl.pc.SetReadDeadline(time.Now().Add(s.srv.idleTimeout()))
+		line, err := readLine(cl.br, maxLine, &cl.scratch)
+		if err == errLineTooLong {
+			if err := s.writeClient("* BAD Line too long"); err != nil {
+				return err
+			}
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		s.mu.Lock()
+		idle := s.idle
+		s.mu.Unlock()
+		if idle != nil && !idle.doneSent {
+			// RFC 2177 §3: during IDLE the client sends only "DONE".
+			if err := s.forwardDone(idle, line); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := s.handleCommand(line); err != nil {
+			return err
+		}
+	}
+}
+
+// handleCommand deals with one client command whose first line is line.
+func (s *session) handleCommand(line []byte) error {
+	tag, name, args := splitCommand(trimEOL(line))
+	if tag == "" || name == "" {
+		return s.refuse(line, "* BAD Invalid command")
+	}
+	if strings.HasPrefix(tag, tagPrefix) {
+		return s.refuse(line, tag+" BAD Tags starting with "+tagPrefix+" are reserved by the bridge")
+	}
+	class := classify(name)
+	switch class.kind {
+	case kindStartTLS:
+		return s.refuse(line, tag+" BAD STARTTLS is only valid before login")
+	case kindCompress:
+		// The bridge must keep seeing the stream to track the session.
+		return s.refuse(line, tag+" NO [CANNOT] COMPRESS is not available through this bridge")
+	case kindEnable:
+		line = rewriteEnable(line)
+	}
+	cmd := &command{tag: tag, name: name, class: class}
+	return s.forward(cmd, line, args)
+}
+
+// refuse answers a command the bridge does not forward, after consuming
+// any literal it announced so the stream stays in step.
+func (s *session) refuse(line []byte, reply string) error {
+	for {
+		lit, ok, err := parseLiteral(line)
+		if err != nil {
+			s.writeClient("* BYE Invalid literal")
+			return err
+		}
+		if !ok {
+			break
+		}
+		if !lit.nonSync {
+			// Not sending "+" means the client will not send the literal
+			// (RFC 3501 §7.5); the command ends here.
+			break
+		}
+		if _, err := io.CopyN(io.Discard, s.cl.br, lit.size); err != nil {
+			return err
+		}
+		if line, err = readLine(s.cl.br, maxLine, &s.cl.scratch); err != nil {
+			return err
+		}
+	}
+	return s.writeClient(reply)
+}
+
+// rewriteEnable drops extensions from an ENABLE command that the bridge
+// does not advertise (see dropCap): a client asking for them anyway must
+// not get them behind the bridge's back.
+func rewriteEnable(line []byte) []byte {
+	body := trimEOL(line)
+	tag, rest := splitWord(body)
+	name, caps := splitWord(rest)
+	out := append(append(append([]byte(nil), tag...), ' '), name...)
+	kept := 0
+	for len(caps) > 0 {
+		var c []byte
+		c, caps = splitWord(caps)
+		if len(c) == 0 || dropCap(c) {
+			continue
+		}
+		out = append(append(out, ' '), c...)
+		kept++
+	}
+	if kept == 0 {
+		// "ENABLE" needs an argument; keep one the server ignores
+		// harmlessly (RFC 5161 §3.1: unknown extensions are ignored).
+		out = append(out, " X-OAUTHBRIDGE-NONE"...)
+	}
+	return append(out, '\r', '\n')
+}
+
+// forward sends one client command upstream: its first line (already
+// read), then its literals and further lines as the client sends them.
+func (s *session) forward(cmd *command, line []byte, args []byte) error {
+	// While the mailbox view lags, starting a command may mean telling the
+	// client about changes first, and that must not interleave with
+	// responses: take the client writer's lock before mu (lock order).
+	cwmuHeld := false
+	s.mu.Lock()
+	for {
+		if s.closed {
+			s.mu.Unlock()
+			if cwmuHeld {
+				s.cwmu.Unlock()
+			}
+			return errSessionClosed
+		}
+		lag := s.mbox != nil && s.mbox.lagging()
+		if s.paused || lag && cmd.class.seq && len(s.inflight) > 0 {
+			// Held by a task; or a translated command, whose responses
+			// must not be confused with another's, waits for the others.
+			if cwmuHeld {
+				s.mu.Unlock()
+				s.cwmu.Unlock()
+				cwmuHeld = false
+				s.mu.Lock()
+				continue
+			}
+			s.cond.Wait()
+			continue
+		}
+		if lag && !cwmuHeld {
+			s.mu.Unlock()
+			s.cwmu.Lock()
+			cwmuHeld = true
+			s.mu.Lock()
+			continue
+		}
+		break
+	}
+	var deliver []byte
+	if m := s.mbox; m != nil && m.lagging() {
+		switch {
+		case cmd.class.seq:
+			tr, err := translateCommand(m, cmd.tag, strings.TrimPrefix(cmd.name, "UID "), trimEOL(args))
+			if err == nil && cmd.class.kind == kindSearch && bytes.HasSuffix(trimEOL(line), []byte("}")) {
+				err = errUntranslatable
+			}
+			if err != nil {
+				s.mu.Unlock()
+				s.cwmu.Unlock()
+				s.fail("Mailbox state changed while the upstream reconnected; please reconnect", err)
+				return errSessionClosed
+			}
+			line = append(tr, '\r', '\n')
+			cmd.translated = cmd.class.kind == kindSearch
+		case !cmd.class.noExpunge && !s.noExpungeInFlightLocked():
+			// The command allows EXPUNGE and names no message by number:
+			// deliver the pending changes now, before it runs.
+			deliver = s.pendingLinesLocked()
+		}
+	}
+	s.inflight = append(s.inflight, cmd)
+	s.sending = cmd
+	switch cmd.class.kind {
+	case kindIdle:
+		s.idle = cmd
+	case kindSelect, kindExamine:
+		s.mbox = nil // RFC 3501 §6.3.1: SELECT closes the current mailbox, even on failure
+		s.selecting = &mailbox{readOnly: cmd.class.kind == kindExamine}
+		if bytes.Contains(bytes.ToUpper(args), []byte("CONDSTORE")) {
+			s.condstore = true
+		}
+	}
+	u := s.up
+	s.mu.Unlock()
+	if cwmuHeld {
+		var err error
+		if len(deliver) > 0 {
+			s.cl.bw.Write(deliver)
+			addBytes(s.toCl, len(deliver))
+			err = s.cl.flush()
+		}
+		s.cwmu.Unlock()
+		if err != nil {
+			return err
+		}
+	}
+
+	err := s.sendCommand(u, cmd, line, s.cl)
+	s.mu.Lock()
+	s.sending = nil
+	s.cond.Broadcast()
+	s.mu.Unlock()
+	return err
+}
+
+// sendCommand writes a command to u: line, then for each literal it
+// announces, the literal (waiting for the continuation of a synchronizing
+// one) and the next line. src supplies the literals and lines: the client,
+// or a replay buffer. Upstream write errors do not stop it: the rest of
+// the command is read and dropped so the client stream stays in step, and
+// the command is marked broken for the resume to answer. It returns only
+// client-side errors.
+func (s *session) sendCommand(u *upstream, cmd *command, line []byte, src lineSource) error {
+	var werr error
+	write := func(p []byte) {
+		if werr == nil {
+			_, werr = u.bw.Write(p)
+			addBytes(s.toUp, len(p))
+		}
+	}
+	u.wmu.Lock()
+	locked := true
+	unlock := func() {
+		if locked {
+			u.wmu.Unlock()
+			locked = false
+		}
+	}
+	defer unlock()
+	for {
+		if cmd.class.replay && !cmd.replaying {
+			cmd.appendRaw(line)
+		}
+		write(line)
+		lit, ok, err := parseLiteral(line)
+		if err != nil {
+			unlock()
+			s.writeClient("* BYE Invalid literal")
+			return err
+		}
+		if !ok {
+			break
+		}
+		if !lit.nonSync {
+			if werr == nil {
+				werr = u.bw.Flush()
+			}
+			unlock()
+			if werr != nil {
+				s.markBroken(cmd)
+				return nil
+			}
+			if got, dead := s.awaitContinuation(u, cmd); !got {
+				// No "+": the client will not send the literal, the
+				// command is over (rejected upstream, or the upstream is
+				// gone and the resume answers it).
+				if dead {
+					s.markBroken(cmd)
+				}
+				return nil
+			}
+			u.wmu.Lock()
+			locked = true
+		}
+		if err := src.copyLiteral(lit.size, func(p []byte) {
+			if cmd.class.replay && !cmd.replaying {
+				cmd.appendRaw(p)
+			}
+			write(p)
+		}); err != nil {
+			return err
+		}
+		if line, err = src.nextLine(); err != nil {
+			return err
+		}
+	}
+	if werr == nil && src.idle() {
+		werr = u.bw.Flush()
+	}
+	if werr != nil {
+		s.markBroken(cmd)
+	}
+	return nil
+}
+
+// awaitContinuation waits until the upstream answers a synchronizing
+// literal with "+" (got), or ends the command, or dies (dead).
+func (s *session) awaitContinuation(u *upstream, cmd *command) (got, dead bool) {
+	s.mu.Lock()
+	if cmd.cont == nil {
+		cmd.cont = make(chan bool, 1)
+	}
+	s.contWaiter = cmd
+	s.mu.Unlock()
+	select {
+	case ok := <-cmd.cont:
+		return ok, false
+	case <-u.dead:
+		s.mu.Lock()
+		if s.contWaiter == cmd {
+			s.contWaiter = nil
+		}
+		s.mu.Unlock()
+		return false, true
+	}
+}
+
+func (s *session) markBroken(cmd *command) {
+	s.mu.Lock()
+	cmd.broken = true
+	s.mu.Unlock()
+}
+
+// appendRaw keeps the command's bytes for a replay, up to a bound.
+func (c *command) appendRaw(p []byte) {
+	if c.raw == nil && len(p) > 0 {
+		// The first line: keep it without the tag; the replay adds it.
+		_, rest := splitWord(p)
+		c.raw = append(make([]byte, 0, len(rest)), rest...)
+		return
+	}
+	if len(c.raw)+len(p) > maxReplayBytes {
+		c.class.replay = false
+		c.raw = nil
+		return
+	}
+	c.raw = append(c.raw, p...)
+}
+
+// forwardDone sends the client's DONE (or whatever it sent) during IDLE.
+func (s *session) forwardDone(idle *command, line []byte) error {
+	s.mu.Lock()
+	for s.paused && !s.closed {
+		s.cond.Wait()
+	}
+	if s.closed {
+		s.mu.Unlock()
+		return errSessionClosed
+	}
+	if s.idle != idle {
+		// The IDLE ended meanwhile (the upstream terminated it, or the
+		// resume answered it): this line is a new command.
+		s.mu.Unlock()
+		return s.handleCommand(line)
+	}
+	idle.doneSent = true
+	s.sending = idle
+	u := s.up
+	s.mu.Unlock()
+	err := u.write(line)
+	addBytes(s.toUp, len(line))
+	s.mu.Lock()
+	s.sending = nil
+	if err != nil {
+		idle.broken = true
+	}
+	s.cond.Broadcast()
+	s.mu.Unlock()
+	return nil
+}
+
+// lineSource supplies the rest of a command: literals and lines.
+type lineSource interface {
+	copyLiteral(n int64, emit func([]byte)) error
+	nextLine() ([]byte, error)
+	idle() bool // nothing more is buffered: time to flush
+}
+
+func (c *clientConn) copyLiteral(n int64, emit func([]byte)) error {
+	for n > 0 {
+		if c.br.Buffered() == 0 {
+			c.pc.SetReadDeadline(time.Now().Add(5 * time.Minute))
+		}
+		chunk := int64(c.br.Buffered())
+		if chunk == 0 {
+			if _, err := c.br.Peek(1); err != nil {
+				if err == io.EOF {
+					err = io.ErrUnexpectedEOF
+				}
+				return err
+			}
+			continue
+		}
+		if chunk > n {
+			chunk = n
+		}
+		p, _ := c.br.Peek(int(chunk))
+		emit(p)
+		c.br.Discard(int(chunk))
+		n -= chunk
+	}
+	return nil
+}
+
+func (c *clientConn) nextLine() ([]byte, error) {
+	line, err := readLine(c.br, maxLine, &c.scratch)
+	if err == errLineTooLong {
+		return nil, errors.New("imap: command continuation line too long")
+	}
+	return line, err
+}
+
+func (c *clientConn) idle() bool { return c.br.Buffered() == 0 }
+
+// replaySource replays the literals and lines of a stored command.
+type replaySource struct{ rest []byte }
+
+func (r *replaySource) copyLiteral(n int64, emit func([]byte)) error {
+	if int64(len(r.rest)) < n {
+		return io.ErrUnexpectedEOF
+	}
+	emit(r.rest[:n])
+	r.rest = r.rest[n:]
+	return nil
+}
+
+func (r *replaySource) nextLine() ([]byte, error) {
+	i := bytes.IndexByte(r.rest, '\n')
+	if i < 0 {
+		return nil, io.ErrUnexpectedEOF
+	}
+	line := r.rest[:i+1]
+	r.rest = r.rest[i+1:]
+	return line, nil
+}
+
+func (r *replaySource) idle() bool { return true }

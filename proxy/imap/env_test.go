@@ -1,0 +1,160 @@
+package imap
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-imap/v2/imapclient"
+	"golang.org/x/oauth2"
+
+	"github.com/oauthbridge/oauthbridge/internal/fakegmail"
+	"github.com/oauthbridge/oauthbridge/proxy"
+	"github.com/oauthbridge/oauthbridge/proxy/proxytest"
+)
+
+const (
+	testUser = "alice@gmail.com"
+	testPass = "app-password-1"
+)
+
+// fakeTokens is a TokenSource backed by fakegmail's token authority. It
+// counts calls and can be told to fail as if the grant were revoked.
+type fakeTokens struct {
+	fg      *fakegmail.Server
+	user    string
+	mu      sync.Mutex // guards tok and revoked
+	tok     *oauth2.Token
+	revoked bool
+	calls   atomic.Int64
+	forced  atomic.Int64
+}
+
+type consentErr struct{}
+
+func (consentErr) Error() string         { return "tokens: invalid_grant" }
+func (consentErr) ConsentRequired() bool { return true }
+
+func (f *fakeTokens) Token(ctx context.Context) (*oauth2.Token, error) {
+	f.calls.Add(1)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.revoked {
+		return nil, consentErr{}
+	}
+	if f.tok == nil || time.Until(f.tok.Expiry) < 500*time.Millisecond {
+		f.issueLocked()
+	}
+	return f.tok, nil
+}
+
+func (f *fakeTokens) ForceRefresh(ctx context.Context, rejected string) (*oauth2.Token, error) {
+	f.forced.Add(1)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.revoked {
+		return nil, consentErr{}
+	}
+	if f.tok == nil || f.tok.AccessToken == rejected {
+		f.issueLocked()
+	}
+	return f.tok, nil
+}
+
+func (f *fakeTokens) issueLocked() {
+	access := f.fg.AccessToken(f.user)
+	f.tok = &oauth2.Token{AccessToken: access, Expiry: f.fg.Tokens().Expiry(access)}
+}
+
+// setToken makes the source hand out tok (e.g. one the upstream rejects).
+func (f *fakeTokens) setToken(tok *oauth2.Token) {
+	f.mu.Lock()
+	f.tok = tok
+	f.mu.Unlock()
+}
+
+func (f *fakeTokens) revoke() {
+	f.mu.Lock()
+	f.revoked = true
+	f.mu.Unlock()
+}
+
+// env is a bridge in front of a fake Gmail, with one account.
+type env struct {
+	fg     *fakegmail.Server
+	tokens *fakeTokens
+	acct   *proxy.Account
+	auth   *proxytest.Authenticator
+	srv    *Server
+	addr   string
+	logs   *proxytest.LogBuffer
+}
+
+type envOption func(*fakegmail.Options, *Server, *proxy.Account)
+
+func newEnv(t *testing.T, opts ...envOption) *env {
+	t.Helper()
+	logs := proxytest.NewLogBuffer()
+	fo := fakegmail.Options{Users: []string{testUser}, SeedMessages: true}
+	acct := &proxy.Account{Name: testUser, ConfigName: testUser, UpstreamUser: testUser}
+	srv := &Server{Dialer: &proxy.Dialer{Timeout: 10 * time.Second}, Logger: logs.Logger()}
+	for _, o := range opts {
+		o(&fo, srv, acct)
+	}
+	fg, err := fakegmail.Start(fo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { fg.Close() })
+	tokens := &fakeTokens{fg: fg, user: testUser}
+	acct.Tokens = tokens
+	acct.IMAP = proxy.Endpoint{Addr: fg.IMAPAddr(), TLSConfig: &tls.Config{RootCAs: fg.RootCAs()}}
+	auth := proxytest.NewAuthenticator()
+	auth.Add(testUser, testPass, acct)
+	srv.Auth = auth
+	addr := proxytest.Serve(t, srv, proxy.ListenerInfo{Protocol: "imap", Loopback: true})
+	return &env{fg: fg, tokens: tokens, acct: acct, auth: auth, srv: srv, addr: addr, logs: logs}
+}
+
+// dial connects an imapclient to the bridge (plaintext, loopback).
+func (e *env) dial(t *testing.T, opts *imapclient.Options) *imapclient.Client {
+	t.Helper()
+	c, err := imapclient.DialInsecure(e.addr, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// login dials and logs in with LOGIN.
+func (e *env) login(t *testing.T, opts *imapclient.Options) *imapclient.Client {
+	t.Helper()
+	c := e.dial(t, opts)
+	if err := c.Login(testUser, testPass).Wait(); err != nil {
+		t.Fatalf("login: %v", err)
+	}
+	return c
+}
+
+func quietLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+var errTimeout = errors.New("timed out")
+
+// waitFor polls cond until it holds or d passes; for conditions with no
+// event to wait on (a count kept by another process's server).
+func waitFor(d time.Duration, cond func() bool) error {
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return errTimeout
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return nil
+}
