@@ -14,7 +14,7 @@ type cmdClass struct {
 	// seq: the command names messages by sequence number, so while the
 	// client's view lags the upstream's (after a resume, before the
 	// EXPUNGEs could be delivered) it must be translated.
-	seq bool
+	seq  bool
 	kind cmdKind
 }
 
@@ -37,25 +37,25 @@ const (
 // classes lists the commands the bridge treats specially; anything else
 // is relayed, not replayed, and allows EXPUNGE.
 var classes = map[string]cmdClass{
-	"CAPABILITY": {replay: true},
-	"NOOP":       {replay: true},
-	"CHECK":      {replay: true},
-	"ID":         {replay: true, kind: kindID},
-	"LOGOUT":     {kind: kindLogout},
-	"STARTTLS":   {kind: kindStartTLS},
-	"COMPRESS":   {kind: kindCompress},
-	"IDLE":       {replay: true, kind: kindIdle},
-	"ENABLE":     {replay: true, kind: kindEnable},
-	"SELECT":     {replay: true, kind: kindSelect},
-	"EXAMINE":    {replay: true, kind: kindExamine},
-	"CLOSE":      {kind: kindDeselect}, // expunges: not replayable
-	"UNSELECT":   {replay: true, kind: kindDeselect},
-	"LIST":       {replay: true},
-	"LSUB":       {replay: true},
-	"XLIST":      {replay: true},
-	"STATUS":     {replay: true},
-	"NAMESPACE":  {replay: true},
-	"GETQUOTA":   {replay: true},
+	"CAPABILITY":   {replay: true},
+	"NOOP":         {replay: true},
+	"CHECK":        {replay: true},
+	"ID":           {replay: true, kind: kindID},
+	"LOGOUT":       {kind: kindLogout},
+	"STARTTLS":     {kind: kindStartTLS},
+	"COMPRESS":     {kind: kindCompress},
+	"IDLE":         {replay: true, kind: kindIdle},
+	"ENABLE":       {replay: true, kind: kindEnable},
+	"SELECT":       {replay: true, kind: kindSelect},
+	"EXAMINE":      {replay: true, kind: kindExamine},
+	"CLOSE":        {kind: kindDeselect}, // expunges: not replayable
+	"UNSELECT":     {replay: true, kind: kindDeselect},
+	"LIST":         {replay: true},
+	"LSUB":         {replay: true},
+	"XLIST":        {replay: true},
+	"STATUS":       {replay: true},
+	"NAMESPACE":    {replay: true},
+	"GETQUOTA":     {replay: true},
 	"GETQUOTAROOT": {replay: true},
 	"GETACL":       {replay: true},
 	"MYRIGHTS":     {replay: true},

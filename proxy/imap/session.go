@@ -20,13 +20,13 @@ import (
 // run in their own goroutines one at a time and take the "gate": the
 // client loop holds the client's next command until they are done.
 type session struct {
-	srv     *Server
-	log     *slog.Logger
-	cl      *clientConn
-	acct    *proxy.Account
-	start   time.Time
-	toCl    prometheus.Counter // bytes to the client
-	toUp    prometheus.Counter // bytes to the upstream
+	srv   *Server
+	log   *slog.Logger
+	cl    *clientConn
+	acct  *proxy.Account
+	start time.Time
+	toCl  prometheus.Counter // bytes to the client
+	toUp  prometheus.Counter // bytes to the upstream
 
 	// cwmu serializes writers of the client connection (cl.bw). It is held
 	// for a whole response so that responses never interleave. Lock order:
@@ -97,14 +97,14 @@ const maxReplayBytes = 64 << 10
 
 func newSession(s *Server, cl *clientConn, lg *login, log *slog.Logger) *session {
 	sess := &session{
-		srv:     s,
-		log:     log.With("account", lg.acct.Name, "upstream", lg.up.addr),
-		cl:      cl,
-		acct:    lg.acct,
-		up:      lg.up,
-		start:   s.now(),
-		toCl:    s.Metrics.Counter("imap", "to_client"),
-		toUp:    s.Metrics.Counter("imap", "to_upstream"),
+		srv:   s,
+		log:   log.With("account", lg.acct.Name, "upstream", lg.up.addr),
+		cl:    cl,
+		acct:  lg.acct,
+		up:    lg.up,
+		start: s.now(),
+		toCl:  s.Metrics.Counter("imap", "to_client"),
+		toUp:  s.Metrics.Counter("imap", "to_upstream"),
 	}
 	sess.cond = sync.NewCond(&sess.mu)
 	sess.ctx, sess.cancel = context.WithCancel(context.Background())
