@@ -1,15 +1,15 @@
 package fakegmail
 
 import (
-	"crypto/rand"
+	"fmt"
 	"log/slog"
-	"strings"
-	"sync"
 	"time"
+
+	"github.com/oauthbridge/oauthbridge/internal/fakegmail/fakeoauth"
 )
 
 // TokenAuthority is what the fake mail servers ask about access tokens:
-// the embedded fake OAuth server by default, or anything a test supplies.
+// the embedded fakeoauth server by default, or anything a test supplies.
 type TokenAuthority interface {
 	// Validate reports whether token is a live access token for user.
 	Validate(user, token string) bool
@@ -19,44 +19,18 @@ type TokenAuthority interface {
 	Issue(user string) (access, refresh string)
 }
 
-// oauthServer stands in for fakeoauth.Server until that package lands.
-type oauthServer struct {
-	lifetime time.Duration
-	mu       sync.Mutex // guards tokens
-	tokens   map[string]memToken
-}
+var _ TokenAuthority = (*fakeoauth.Server)(nil)
 
-type memToken struct {
-	user   string
-	expiry time.Time
-}
+type oauthServer = fakeoauth.Server
 
-func startOAuth(lifetime time.Duration, _ *slog.Logger) (*oauthServer, error) {
-	if lifetime <= 0 {
-		lifetime = time.Hour
+func startOAuth(lifetime time.Duration, log *slog.Logger) (*fakeoauth.Server, error) {
+	srv, err := fakeoauth.Start(fakeoauth.Options{TokenLifetime: lifetime, Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("fakegmail: %w", err)
 	}
-	return &oauthServer{lifetime: lifetime, tokens: map[string]memToken{}}, nil
+	return srv, nil
 }
 
-func (o *oauthServer) Close() error { return nil }
-
-func (o *oauthServer) Issue(user string) (access, refresh string) {
-	access = "ya29." + rand.Text()
-	o.mu.Lock()
-	o.tokens[access] = memToken{user: user, expiry: time.Now().Add(o.lifetime)}
-	o.mu.Unlock()
-	return access, "1//" + rand.Text()
-}
-
-func (o *oauthServer) Validate(user, token string) bool {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	t, ok := o.tokens[token]
-	return ok && strings.EqualFold(t.user, user) && time.Now().Before(t.expiry)
-}
-
-func (o *oauthServer) Expiry(token string) time.Time {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.tokens[token].expiry
-}
+// OAuth is the embedded fake OAuth server (AuthURL, TokenURL, ClientID,
+// ClientSecret, Issue, Revoke, knobs); nil when Options.Tokens was given.
+func (s *Server) OAuth() *fakeoauth.Server { return s.oauth }
