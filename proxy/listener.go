@@ -249,8 +249,8 @@ func (l *Listener) serveConn(raw net.Conn) {
 	if !l.allowed(remote) {
 		// Closed before any byte is read or written: nothing tells a
 		// scanner from outside the allow list what listens here.
-		raw.Close()
 		l.log.Info("connection refused: address not allowed", "client_ip", addrString(remote))
+		raw.Close()
 		return
 	}
 	if !l.track(raw) {
