@@ -3,6 +3,7 @@ package proxytest_test
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -105,5 +106,22 @@ func TestLogBuffer(t *testing.T) {
 	lb.AssertNoSecrets(ft, "not-there", "secret-pw", "")
 	if len(ft.failed) != 1 || !strings.Contains(ft.failed[0], "secret #1") || strings.Contains(ft.failed[0], "secret-pw") {
 		t.Fatalf("AssertNoSecrets failures = %q", ft.failed)
+	}
+}
+
+func TestServerTLS(t *testing.T) {
+	proxytest.VerifyNoLeaks(t)
+	cfg, pool := proxytest.ServerTLS(t, "")
+	addr := proxytest.Serve(t, greeter{}, proxy.ListenerInfo{Protocol: "imap", TLS: proxy.TLSImplicit, TLSConfig: cfg})
+	for _, name := range []string{"127.0.0.1", "localhost"} {
+		c, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: pool, ServerName: name})
+		if err != nil {
+			t.Fatalf("verify as %s: %v", name, err)
+		}
+		line, err := bufio.NewReader(c).ReadString('\n')
+		c.Close()
+		if err != nil || line != "hello imap imap\r\n" {
+			t.Fatalf("got %q, %v", line, err)
+		}
 	}
 }
