@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -223,10 +224,26 @@ func (t *authTable) lookup(username string) *authEntry {
 		return e
 	}
 	at := strings.LastIndexByte(u, '@')
-	if at <= 0 {
+	if at <= 0 || !validLocalPart(u[:at]) {
 		return nil
 	}
 	return t.domains[u[at+1:]]
+}
+
+// validLocalPart guards wildcard logins, whose login name becomes the
+// upstream identity (and so the XOAUTH2 "user=" field, where a ^A would
+// start a new field): at most 64 octets (RFC 5321 §4.5.3.1.1) of
+// printable characters, no space and no second "@".
+func validLocalPart(s string) bool {
+	if s == "" || len(s) > 64 || !utf8.ValidString(s) {
+		return false
+	}
+	for _, r := range s {
+		if r <= ' ' || r == 0x7f || r == '@' || unicode.IsControl(r) || unicode.IsSpace(r) {
+			return false
+		}
+	}
+	return true
 }
 
 func (t *authTable) byKey(key string) *authEntry {

@@ -135,6 +135,11 @@ func TestLocalAuthLogins(t *testing.T) {
 		{"carol@example.com", "boss-pw", ""},
 		{"carol@sub.example.com", "domain-pw", ""},
 		{"@example.com", "domain-pw", ""},
+		{"a@b@example.com", "domain-pw", ""},
+		{"a b@example.com", "domain-pw", ""},
+		{"a\x01auth=Bearer x@example.com", "domain-pw", ""},
+		{strings.Repeat("a", 65) + "@example.com", "domain-pw", ""},
+		{"jürgen@example.com", "domain-pw", "jürgen@example.com"},
 		{"nobody@gmail.com", "alice-laptop-pw", ""},
 		{"", "", ""},
 	}
