@@ -66,7 +66,7 @@ type bridgeOptions struct {
 	tune     func(*pop3.Server)
 }
 
-func startBridge(t *testing.T, o bridgeOptions) *bridge {
+func startBridge(t testing.TB, o bridgeOptions) *bridge {
 	t.Helper()
 	b := &bridge{
 		auth:   proxytest.NewAuthenticator(),
@@ -110,7 +110,7 @@ func startBridge(t *testing.T, o bridgeOptions) *bridge {
 // serveRaw accepts connections on 127.0.0.1:0 and serves each with h,
 // handing info over unchanged. Cleanup cancels the handlers' ctx, closes
 // the listener and waits for every handler.
-func serveRaw(t *testing.T, h proxy.Handler, info proxy.ListenerInfo) string {
+func serveRaw(t testing.TB, h proxy.Handler, info proxy.ListenerInfo) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

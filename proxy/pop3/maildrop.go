@@ -188,6 +188,11 @@ func (u *upstream) listing(cmd string) ([][]byte, error) {
 		return nil, err
 	}
 	if !isOK(status) {
+		// The same test as for relayed commands (upstreamGone): is this
+		// the server ending the session rather than refusing UIDL?
+		if respCodeOf(status) == "SYS/TEMP" || u.closedWithin(errGraceClose) {
+			return nil, errUpstreamClosed
+		}
 		u.idle = true
 		if cmd == "UIDL" {
 			return nil, fmt.Errorf("%w: %q", errNoUIDL, truncate(status))

@@ -32,8 +32,7 @@ const errGraceClose = 50 * time.Millisecond
 // session ends.
 func (s *session) transaction() {
 	if err := s.takeView(); err != nil {
-		s.endReason = "upstream_lost"
-		s.writeLine("-ERR [SYS/TEMP] " + proxy.ClientMessage(err, s.acct.Name))
+		s.fail(err)
 		return
 	}
 	for {
@@ -214,12 +213,13 @@ func (s *session) exec(tc txnCommand) error {
 
 // upstreamGone decides whether an -ERR answer was the upstream ending the
 // session rather than refusing the command. [SYS/TEMP] (RFC 3206) is how
-// servers announce a shutdown; otherwise, when the bridge's view says the
+// servers announce a shutdown ([SYS/PERM] is not: Gmail-like servers use
+// it for "no such message"); otherwise, when the bridge's view says the
 // command should have succeeded, it waits errGraceClose for the
 // connection to close. An -ERR the client had coming (a message number
 // out of range, already deleted) is relayed at once.
 func (s *session) upstreamGone(tc txnCommand, status []byte) bool {
-	if code := respCodeOf(status); code == "SYS/TEMP" || code == "SYS/PERM" {
+	if respCodeOf(status) == "SYS/TEMP" {
 		return true
 	}
 	if s.view == nil {

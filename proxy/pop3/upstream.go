@@ -189,36 +189,31 @@ func (u *upstream) stls(ctx context.Context, d *proxy.Dialer, ep proxy.Endpoint)
 	return nil
 }
 
-// authXOAuth2 logs in with SASL XOAUTH2 (RFC 5034 framing). The one-line
-// form "AUTH XOAUTH2 <initial response>" is used only when it fits the
-// 255-octet command limit of RFC 2449 §4; a real token never does, so the
-// usual form is "AUTH XOAUTH2", "+ ", then the response on its own line
-// (which Microsoft requires). A failing server (Gmail) sends a challenge
-// with a base64 JSON error, which is answered with an empty line before
-// the final -ERR (FACTS.md).
+// authXOAuth2 logs in with SASL XOAUTH2 (RFC 5034 framing), always in the
+// two-step form: "AUTH XOAUTH2", the server's "+ ", then the response on
+// its own line. The one-line form "AUTH XOAUTH2 <initial response>" would
+// have to fit the 255-octet command limit of RFC 2449 §4, which no real
+// token does (Microsoft requires the two-step form), and servers holding
+// arguments to RFC 1939's 40 characters refuse it even then; RFC 5034 §4
+// obliges every server to accept the two-step form. A failing server
+// (Gmail) then sends a challenge with a base64 JSON error, which is
+// answered with an empty line before the final -ERR (FACTS.md).
 func (u *upstream) authXOAuth2(user, token string) error {
 	ir := base64.StdEncoding.EncodeToString(proxy.XOAuth2Payload(user, token))
-	if len("AUTH XOAUTH2 ")+len(ir)+2 <= maxCommandLine {
-		if err := u.sendSecret("AUTH XOAUTH2 "+ir, "AUTH XOAUTH2 "+redacted); err != nil {
-			return fmt.Errorf("pop3: upstream AUTH: %w", err)
-		}
-	} else {
-		if err := u.send([]byte("AUTH XOAUTH2")); err != nil {
-			return fmt.Errorf("pop3: upstream AUTH: %w", err)
-		}
-		line, err := u.readLine()
-		if err != nil {
-			return fmt.Errorf("pop3: upstream AUTH: %w", err)
-		}
-		if !isContinuation(line) {
-			return u.authFailure(nil, line)
-		}
-		if err := u.sendSecret(ir, redacted); err != nil {
-			return fmt.Errorf("pop3: upstream AUTH: %w", err)
-		}
+	if err := u.send([]byte("AUTH XOAUTH2")); err != nil {
+		return fmt.Errorf("pop3: upstream AUTH: %w", err)
 	}
 	line, err := u.readLine()
 	if err != nil {
+		return fmt.Errorf("pop3: upstream AUTH: %w", err)
+	}
+	if !isContinuation(line) {
+		return u.authFailure(nil, line)
+	}
+	if err := u.sendSecret(ir, redacted); err != nil {
+		return fmt.Errorf("pop3: upstream AUTH: %w", err)
+	}
+	if line, err = u.readLine(); err != nil {
 		return fmt.Errorf("pop3: upstream AUTH: %w", err)
 	}
 	var challenge []byte
