@@ -78,6 +78,7 @@ type Server struct {
 	mu        sync.Mutex // guards everything below
 	closed    bool
 	sessions  map[*session]struct{}
+	pending   map[net.Conn]struct{} // connections not yet handed to a protocol
 	open      map[userProto]int
 	max       map[userProto]int
 	logins    map[userProto]int
@@ -122,6 +123,7 @@ func Start(opts Options) (*Server, error) {
 		tlsCfg:    ServerConfig(leaf),
 		closing:   make(chan struct{}),
 		sessions:  map[*session]struct{}{},
+		pending:   map[net.Conn]struct{}{},
 		open:      map[userProto]int{},
 		max:       map[userProto]int{},
 		logins:    map[userProto]int{},
@@ -190,22 +192,35 @@ func (s *Server) Close() error {
 	for sess := range s.sessions {
 		sessions = append(sessions, sess)
 	}
+	pending := make([]net.Conn, 0, len(s.pending))
+	for c := range s.pending {
+		pending = append(pending, c)
+	}
 	s.mu.Unlock()
 
-	for _, sess := range sessions {
-		sess.stopTimer()
-	}
+	// No new connection or session can start now (s.closed): stop the
+	// listeners, drop what is open, then let the libraries finish.
 	if s.imap != nil {
-		s.imap.close()
+		s.imap.ln.Close()
 	}
 	if s.pop3 != nil {
 		s.pop3.close()
 	}
 	if s.smtp != nil {
-		s.smtp.close()
+		s.smtp.closeListeners()
+	}
+	for _, c := range pending {
+		c.Close()
 	}
 	for _, sess := range sessions {
+		sess.stopTimer()
 		sess.closeNow()
+	}
+	if s.imap != nil {
+		s.imap.close()
+	}
+	if s.smtp != nil {
+		s.smtp.close()
 	}
 	s.wg.Wait()
 	s.conns.Wait()

@@ -75,7 +75,10 @@ func (svc *imapService) handoff(tlsConn *tls.Conn, raw net.Conn) {
 	s := svc.srv
 	fr := &imapFramer{srv: s}
 	c := newWireConn(tlsConn, raw, ProtoIMAP, fr)
-	c.sess = s.newSession(ProtoIMAP, remoteIP(raw), c)
+	if c.sess = s.newSession(ProtoIMAP, remoteIP(raw), c); c.sess == nil {
+		raw.Close()
+		return
+	}
 	s.conns.Add(1)
 	c.onClose = func() {
 		c.sess.close()
@@ -87,7 +90,6 @@ func (svc *imapService) handoff(tlsConn *tls.Conn, raw net.Conn) {
 }
 
 func (svc *imapService) close() {
-	svc.ln.Close()
 	svc.feed.Close()
 	// See mailStore.close: Serve returns before Close is called.
 	<-svc.served
@@ -320,17 +322,31 @@ func acceptLoop(s *Server, ln net.Listener, cfg *tls.Config, handle func(*tls.Co
 		}
 		go func() {
 			defer s.wg.Done()
-			tc := tls.Server(raw, cfg)
-			tc.SetDeadline(time.Now().Add(10 * time.Second))
-			if err := tc.Handshake(); err != nil {
-				s.log.Debug("tls handshake", "client_ip", remoteIP(raw), "err", err)
-				raw.Close()
-				return
+			tc, ok := handshake(s, raw, cfg)
+			if ok {
+				handle(tc, raw)
 			}
-			tc.SetDeadline(time.Time{})
-			handle(tc, raw)
 		}()
 	}
+}
+
+// handshake runs a server TLS handshake on raw, bounded by a deadline and
+// by Close.
+func handshake(s *Server, raw net.Conn, cfg *tls.Config) (*tls.Conn, bool) {
+	if !s.hold(raw) {
+		raw.Close()
+		return nil, false
+	}
+	defer s.release(raw)
+	tc := tls.Server(raw, cfg)
+	tc.SetDeadline(time.Now().Add(10 * time.Second))
+	if err := tc.Handshake(); err != nil {
+		s.log.Debug("tls handshake", "client_ip", remoteIP(raw), "err", err)
+		raw.Close()
+		return nil, false
+	}
+	tc.SetDeadline(time.Time{})
+	return tc, true
 }
 
 // slogPrintf adapts slog to the Printf loggers of go-imap and go-smtp.

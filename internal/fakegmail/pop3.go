@@ -79,7 +79,10 @@ type pop3Conn struct {
 func (svc *pop3Service) serve(tc *tls.Conn, raw net.Conn) {
 	s := svc.srv
 	c := &pop3Conn{srv: s, tc: tc, raw: raw, r: bufio.NewReaderSize(tc, 4096), done: make(chan struct{})}
-	c.sess = s.newSession(ProtoPOP3, remoteIP(raw), c)
+	if c.sess = s.newSession(ProtoPOP3, remoteIP(raw), c); c.sess == nil {
+		raw.Close()
+		return
+	}
 	defer c.sess.close()
 	defer c.closeConn()
 	if s.opts.Microsoft {

@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 	"sync"
 	"time"
@@ -123,12 +124,36 @@ type session struct {
 
 var errTooManyConns = errors.New("fakegmail: too many simultaneous connections")
 
+// newSession registers a connection; nil when the server is closing (the
+// caller closes the connection).
 func (s *Server) newSession(proto, remote string, e ender) *session {
 	sess := &session{srv: s, id: strings.ToLower(rand.Text()[:16]), proto: proto, remote: remote, ender: e}
 	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
 	s.sessions[sess] = struct{}{}
-	s.mu.Unlock()
 	return sess
+}
+
+// hold registers a connection still in its TLS handshake (or, for
+// submission, before STARTTLS) so that Close can end it; false when the
+// server is closing.
+func (s *Server) hold(c net.Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.pending[c] = struct{}{}
+	return true
+}
+
+func (s *Server) release(c net.Conn) {
+	s.mu.Lock()
+	delete(s.pending, c)
+	s.mu.Unlock()
 }
 
 // User is the user the session logged in as ("" before).
