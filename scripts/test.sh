@@ -13,7 +13,8 @@
 #   2. gofmt -l over the whole tree (with packages given: over their
 #      directories): fails listing unformatted files.
 #   3. go vet on the packages.
-#   4. go test -race -count=1 <your flags> <packages>.
+#   4. go test -race -count=1 -timeout=6m <your flags> <packages>
+#      (pass -timeout yourself for long benchmarks).
 #
 # Arguments: anything that looks like a package pattern (".", "./...",
 # "./x", "../x", "/abs", "github.com/oauthbridge/...") is a package; the
@@ -160,5 +161,8 @@ if [ "$(go env CGO_ENABLED)" != "1" ]; then
 	race=()
 fi
 
-echo "test.sh: go test ${race[*]} -count=1 ${flags[*]} ${pkgs[*]} ${binargs[*]}"
-exec go test "${race[@]}" -count=1 "${flags[@]}" "${pkgs[@]}" "${binargs[@]}"
+# -timeout: a hung package fails after 6 minutes instead of go test's 10,
+# which alone would blow CI's 15-minute budget. A -timeout of yours wins
+# (later flags override earlier ones).
+echo "test.sh: go test ${race[*]} -count=1 -timeout=6m ${flags[*]} ${pkgs[*]} ${binargs[*]}"
+exec go test "${race[@]}" -count=1 -timeout=6m "${flags[@]}" "${pkgs[@]}" "${binargs[@]}"
