@@ -188,6 +188,14 @@ func (s *session) forward(cmd *command, line []byte, args []byte) error {
 		if bytes.Contains(bytes.ToUpper(args), []byte("CONDSTORE")) {
 			s.condstore = true
 		}
+		// The bridge's own "FETCH 1:* (UID)" is pipelined right behind the
+		// SELECT, and the SELECT's OK is held until it completes: when the
+		// client's SELECT completes, the bridge knows the UID of every
+		// message in the client's view, so a resume can restore it
+		// exactly. Its answers are not shown (see onFetch); if the SELECT
+		// fails or the mailbox is empty, its failure is ignored.
+		cmd.learn = &command{tag: u0tag(s.up), name: "FETCH", internal: true, done: make(chan []byte, 1), heldFor: cmd}
+		s.inflight = append(s.inflight, cmd.learn)
 	}
 	u := s.up
 	s.mu.Unlock()
@@ -205,12 +213,20 @@ func (s *session) forward(cmd *command, line []byte, args []byte) error {
 	}
 
 	err := s.sendCommand(u, cmd, line, s.cl)
+	if learn := cmd.learn; learn != nil && err == nil && !cmd.broken {
+		text := learn.tag + " FETCH 1:* (UID)\r\n"
+		if u.write([]byte(text)) == nil {
+			addBytes(s.toUp, len(text))
+		}
+	}
 	s.mu.Lock()
 	s.sending = nil
 	s.cond.Broadcast()
 	s.mu.Unlock()
 	return err
 }
+
+func u0tag(u *upstream) string { return u.nextTag() }
 
 // sendCommand writes a command to u: line, then for each literal it
 // announces, the literal (waiting for the continuation of a synchronizing

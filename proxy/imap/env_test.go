@@ -118,7 +118,9 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 	auth.Add(testUser, testPass, acct)
 	srv.Auth = auth
 	addr := proxytest.Serve(t, srv, proxy.ListenerInfo{Protocol: "imap", Loopback: true})
-	return &env{fg: fg, tokens: tokens, acct: acct, auth: auth, srv: srv, addr: addr, logs: logs}
+	e := &env{fg: fg, tokens: tokens, acct: acct, auth: auth, srv: srv, addr: addr, logs: logs}
+	e.dumpLogsOnFailure(t)
+	return e
 }
 
 // dial connects an imapclient to the bridge (plaintext, loopback).
@@ -157,4 +159,13 @@ func waitFor(d time.Duration, cond func() bool) error {
 		time.Sleep(5 * time.Millisecond)
 	}
 	return nil
+}
+
+// dumpLogsOnFailure prints the bridge's log when the test fails.
+func (e *env) dumpLogsOnFailure(t *testing.T) {
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("bridge log:\n%s", e.logs.String())
+		}
+	})
 }

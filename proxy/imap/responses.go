@@ -278,7 +278,7 @@ func (s *session) onFetch(u *upstream, line []byte, n uint32) error {
 			return err
 		}
 	}
-	if onlyUID && s.internalFetchLocked() {
+	if onlyUID && s.internalFetchLocked() && !s.clientFetchLocked() {
 		// The answer to the bridge's own FETCH (UID): not the client's.
 		s.mu.Unlock()
 		return s.skipResponse(u, line)
@@ -356,9 +356,31 @@ func (s *session) onTagged(u *upstream, line []byte) error {
 		return s.relay(u, line, nil)
 	}
 	if cmd.internal {
-		s.cond.Broadcast()
-		s.mu.Unlock()
 		cmd.done <- append([]byte(nil), line...)
+		sel := cmd.heldFor
+		if sel == nil || sel.heldOK == nil {
+			s.cond.Broadcast()
+			s.mu.Unlock()
+			return nil
+		}
+		// The UIDs of the new mailbox are known: now the client may see
+		// its SELECT complete.
+		s.takeInflightLocked(sel.tag)
+		cmd, line = sel, sel.heldOK
+		tag, rest = splitWord(trimEOL(line))
+		status, _ = splitWord(rest)
+		ok = true
+	} else if (cmd.class.kind == kindSelect || cmd.class.kind == kindExamine) && ok && cmd.learn != nil && cmd.heldOK == nil {
+		// Hold the OK until the pipelined FETCH (UID) is answered; the
+		// mailbox is selected upstream from now on.
+		cmd.heldOK = append([]byte(nil), line...)
+		if s.selecting != nil {
+			s.selecting.sel = cmd.raw
+			s.mbox = s.selecting
+			s.selecting = nil
+		}
+		s.inflight = append([]*command{cmd}, s.inflight...)
+		s.mu.Unlock()
 		return nil
 	}
 	if s.contWaiter == cmd {
@@ -406,8 +428,7 @@ func (s *session) onTagged(u *upstream, line []byte) error {
 		deliver = s.pendingLinesLocked()
 	}
 	if len(s.inflight) == 0 {
-		// Give the client a moment to fetch new UIDs itself first.
-		s.scheduleLearnLocked(200 * time.Millisecond)
+		s.scheduleLearnLocked(0)
 	}
 	s.cond.Broadcast()
 	s.mu.Unlock()
@@ -458,6 +479,17 @@ func (s *session) noExpungeInFlightLocked() bool {
 func (s *session) internalFetchLocked() bool {
 	for _, c := range s.inflight {
 		if c.internal && c.name == "FETCH" {
+			return true
+		}
+	}
+	return false
+}
+
+// clientFetchLocked reports whether a client FETCH is in flight, whose
+// answers must not be mistaken for the bridge's own.
+func (s *session) clientFetchLocked() bool {
+	for _, c := range s.inflight {
+		if !c.internal && strings.HasSuffix(c.name, "FETCH") {
 			return true
 		}
 	}

@@ -40,6 +40,12 @@ func (s *session) resumeTask(old *upstream, reason string, cause error) {
 	}
 	s.paused = true
 	partial := s.partial
+	for _, c := range s.inflight {
+		if c.class.kind == kindSelect || c.class.kind == kindExamine {
+			// It is replayed: the mailbox it selects is chosen anew.
+			s.mbox, s.selecting = nil, nil
+		}
+	}
 	st := s.stateLocked()
 	s.mu.Unlock()
 	log := s.log.With("reason", reason)
@@ -108,6 +114,7 @@ func (s *session) resumeTask(old *upstream, reason string, cause error) {
 			logout = true
 		case c.class.replay && !c.broken && c.raw != nil:
 			c.replaying = true
+			c.heldOK = nil
 			replay = append(replay, c)
 		default:
 			out = append(out, resumeNo(c.tag)+"\r\n"...)

@@ -99,8 +99,6 @@ func (s *Server) Reject(c *proxy.Conn, err error) {
 // relay to the account's upstream. See proxy.Handler.
 func (s *Server) ServeConn(ctx context.Context, c *proxy.Conn) {
 	log := s.logger().With("proto", "imap", "session", c.ID, "client_ip", c.Remote.String())
-	s.Metrics.SessionOpened("imap")
-	defer s.Metrics.SessionClosed("imap")
 
 	cl := newClientConn(c, s.writeTimeout())
 	login, err := s.preauth(ctx, cl, log)

@@ -91,6 +91,11 @@ type command struct {
 	// translated: a SEARCH rewritten to UID SEARCH whose results must be
 	// mapped back.
 	translated bool
+	// learn is the bridge's FETCH (UID) pipelined behind a SELECT; the
+	// SELECT's tagged response (heldOK) waits for it. heldFor links back.
+	learn   *command
+	heldFor *command
+	heldOK  []byte
 }
 
 const maxReplayBytes = 64 << 10
