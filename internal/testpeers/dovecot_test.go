@@ -241,10 +241,22 @@ func TestDovecotTokenChecks(t *testing.T) {
 			t.Fatalf("after the empty response: %q", l)
 		}
 	}
-	fail("a1", "not-a-token")
+	// A session opened before the revocation outlives it: Dovecot checks
+	// tokens only at login.
 	tok := d.Token(alice)
+	early := dialIMAPRaw(t, d)
+	early.send("e1 AUTHENTICATE XOAUTH2 %s", xoauth2B64(alice, tok))
+	if l := early.tagged("e1"); !strings.HasPrefix(l, "e1 OK ") {
+		t.Fatalf("login: %q", l)
+	}
+
+	fail("a1", "not-a-token")
 	d.Revoke(alice)
 	fail("a2", tok)
+	early.send("e2 NOOP")
+	if l := early.tagged("e2"); !strings.HasPrefix(l, "e2 OK ") {
+		t.Fatalf("NOOP in a session whose token was revoked: %q", l)
+	}
 
 	// Two failures from 127.0.0.1 would put a penalty on the address (4 s
 	// and more before each later login); the harness disables it, so anvil
@@ -467,6 +479,23 @@ func TestDovecotSubmission(t *testing.T) {
 			}
 		})
 	}
+
+	t.Run("bad token", func(t *testing.T) {
+		c, err := smtp.DialTLS(d.SMTPAddr(), d.TLSConfig())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		x := &xoauth2{user: alice, token: "not-a-token"}
+		err = c.Auth(x)
+		var smtpErr *smtp.SMTPError
+		if !errors.As(err, &smtpErr) || smtpErr.Code != 535 || smtpErr.EnhancedCode != (smtp.EnhancedCode{5, 7, 8}) {
+			t.Fatalf("AUTH with a bad token: %v, want 535 5.7.8", err)
+		}
+		if want := `{"status":"401","schemes":"bearer","scope":"mail"}`; string(x.challenge) != want {
+			t.Fatalf("334 challenge = %q, want %q", x.challenge, want)
+		}
+	})
 }
 
 // syncWriter collects an imapclient debug transcript.
