@@ -169,3 +169,8 @@ func (e *env) dumpLogsOnFailure(t *testing.T) {
 		}
 	})
 }
+
+type (
+	imapclientClient      = imapclient.Client
+	imapclientFetchBuffer = imapclient.FetchMessageBuffer
+)
