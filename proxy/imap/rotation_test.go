@@ -114,5 +114,3 @@ func TestRotationUnderContinuousLoad(t *testing.T) {
 func fetchAll(c *imapclientClient) ([]*imapclientFetchBuffer, error) {
 	return c.Fetch(imap.SeqSetNum(1, 2, 3), &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{{Peek: true}}}).Collect()
 }
-
-
