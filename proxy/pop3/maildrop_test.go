@@ -1,6 +1,7 @@
 package pop3
 
 import (
+	"bytes"
 	"errors"
 	"reflect"
 	"testing"
@@ -106,4 +107,55 @@ func TestRotationTime(t *testing.T) {
 			t.Errorf("%s: rotationTime = %v, want %v", tt.name, got, tt.want)
 		}
 	}
+}
+
+// FuzzListing feeds arbitrary upstream UIDL and LIST bodies to the
+// listing parser: no panic, no allocation beyond the listing's size, and
+// an accepted listing numbers its messages exactly 1..N.
+func FuzzListing(f *testing.F) {
+	f.Add([]byte("1 a\n2 b"), []byte("1 10\n2 20"))
+	f.Add([]byte("1 GmailId0000000100000001"), []byte("1 300 extra"))
+	f.Add([]byte("2 a\n1 b"), []byte("1 5\n2 7"))
+	f.Add([]byte("1073741824 a"), []byte("1 1"))
+	f.Add([]byte("1  a b"), []byte("1 -1"))
+	f.Add([]byte("1 a\n2 a"), []byte("1 1\n2 2"))
+	f.Fuzz(func(t *testing.T, uidl, list []byte) {
+		split := func(b []byte) [][]byte {
+			if len(b) == 0 {
+				return nil
+			}
+			return bytes.Split(b, []byte("\n"))
+		}
+		l, err := mergeListings(split(uidl), split(list))
+		if err != nil {
+			return
+		}
+		seen := make([]bool, len(l)+1)
+		for _, e := range l {
+			if e.num < 1 || e.num > len(l) || seen[e.num] || e.uidl == "" || e.size < 0 {
+				t.Fatalf("accepted listing %+v", l)
+			}
+			seen[e.num] = true
+		}
+		m := newMaildrop(l)
+		if len(m.msgs) != len(l) {
+			t.Fatalf("maildrop of %d for %d entries", len(m.msgs), len(l))
+		}
+		// An identical listing maps every message whose UIDL is unique
+		// (RFC 1939 §7 promises uniqueness; duplicates cannot be mapped).
+		count := map[string]int{}
+		for _, e := range l {
+			count[e.uidl]++
+		}
+		unique := 0
+		for _, n := range count {
+			if n == 1 {
+				unique++
+			}
+		}
+		m.remap(l)
+		if n, _ := m.stat(); n != unique {
+			t.Fatalf("stat %d after an identical remap, want %d", n, unique)
+		}
+	})
 }

@@ -108,7 +108,7 @@ func (s *Server) ServeConn(ctx context.Context, c *proxy.Conn) {
 	defer sess.finish()
 
 	// Graceful shutdown interrupts only the wait for the client's next
-	// command: the read deadline is moved to the past, and readCommand
+	// command: the read deadline is moved to the past, and readLine
 	// sees ctx done. The deadline is set on the connection as accepted,
 	// which a later STLS wraps but never replaces underneath, so this
 	// goroutine never reads c.Conn while STLS swaps it.

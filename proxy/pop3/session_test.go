@@ -311,31 +311,118 @@ func TestShutdownIdleClient(t *testing.T) {
 	}
 }
 
-// Wire transcript of CAPA after login: the bridge's lines, then the
-// upstream's advisory lines; nothing the relay could not frame.
-func TestCAPAAfterLogin(t *testing.T) {
+// Wire transcript of a whole session, byte for byte: the local dialogue
+// before login, CAPA before and after login (the bridge's lines, then the
+// fake Gmail's advisory EXPIRE and LOGIN-DELAY; its SASL, USER and
+// X-GOOGLE-RICO lines dropped), relayed answers exactly as the upstream
+// wrote them.
+func TestSessionTranscript(t *testing.T) {
 	proxytest.VerifyNoLeaks(t)
 	e := startEnv(t, envOptions{})
+	msg := []byte("Subject: hi\r\n\r\n.dot\r\nbody\r\n")
+	e.appendMessages(t, msg)
+	c := dialClient(t, e.addr)
+	c.transcript(`
+		S: +OK oauthbridge POP3 ready
+		C: CAPA
+		S: +OK Capability list follows
+		S: USER
+		S: SASL PLAIN LOGIN
+		S: TOP
+		S: UIDL
+		S: RESP-CODES
+		S: AUTH-RESP-CODE
+		S: PIPELINING
+		S: .
+		C: USER ` + user + `
+		S: +OK Send PASS
+		C: PASS ` + appPassword + `
+		S: +OK Logged in
+		C: CAPA
+		S: +OK Capability list follows
+		S: USER
+		S: SASL PLAIN LOGIN
+		S: TOP
+		S: UIDL
+		S: RESP-CODES
+		S: AUTH-RESP-CODE
+		S: PIPELINING
+		S: EXPIRE 0
+		S: LOGIN-DELAY 300
+		S: .
+		C: STAT
+		S: +OK 1 27
+		C: LIST
+		S: +OK 1 messages (27 octets)
+		S: 1 27
+		S: .
+		C: RETR 1
+		S: +OK 27 octets
+		S: Subject: hi
+		S:
+		S: ..dot
+		S: body
+		S: .
+		C: DELE 1
+		S: +OK message 1 deleted
+		C: QUIT
+		S: +OK Farewell.
+	`)
+	c.closed()
+}
+
+// Microsoft 365's wire behaviour upstream (another greeting, a refusal
+// without an error challenge): logins work, and a revoked grant still
+// reaches the client as the consent message.
+func TestMicrosoftUpstream(t *testing.T) {
+	proxytest.VerifyNoLeaks(t)
+	e := startEnv(t, envOptions{fakeOpts: func(o *fakegmail.Options) { o.Microsoft = true }})
+	msgs := e.appendN(t, 1)
 	c := e.login(t)
-	c.send("CAPA")
-	st := c.line()
-	lines := strings.Split(strings.TrimSuffix(string(c.body()), "\r\n"), "\r\n")
-	if st != "+OK Capability list follows" {
-		t.Fatalf("CAPA: %q", st)
-	}
-	want := []string{"USER", "SASL PLAIN LOGIN", "TOP", "UIDL", "RESP-CODES", "AUTH-RESP-CODE", "PIPELINING"}
-	if len(lines) < len(want) || strings.Join(lines[:len(want)], "|") != strings.Join(want, "|") {
-		t.Fatalf("CAPA = %q, want %q first", lines, want)
-	}
-	for _, l := range lines[len(want):] {
-		tag, _, _ := strings.Cut(l, " ")
-		switch tag {
-		case "EXPIRE", "LOGIN-DELAY", "IMPLEMENTATION":
-		default:
-			t.Errorf("CAPA passes upstream line %q", l)
-		}
+	if got := c.retr(1); !bytes.Equal(got, msgs[0]) {
+		t.Errorf("RETR 1 = %q", got)
 	}
 	c.ok("QUIT")
+	e.oauth.Revoke(user)
+	c = greeted(t, e.addr)
+	c.ok("USER " + user)
+	if got := c.cmd("PASS " + appPassword); !strings.HasPrefix(got, "-ERR [AUTH] OAuth grant for alice@gmail.com is missing") {
+		t.Errorf("revoked: %q", got)
+	}
+}
+
+// A client trickling a command after login is closed when IdleTimeout
+// passes: the deadline covers the whole command line, not each byte.
+func TestSlowlorisAfterLogin(t *testing.T) {
+	proxytest.VerifyNoLeaks(t)
+	const idle = 400 * time.Millisecond
+	e := startEnv(t, envOptions{bridgeOptions: bridgeOptions{tune: func(s *pop3.Server) { s.IdleTimeout = idle }}})
+	c := e.login(t)
+	start := time.Now()
+	stop := make(chan struct{})
+	dripped := make(chan struct{})
+	go func() {
+		defer close(dripped)
+		tick := time.NewTicker(idle / 8)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+			c.conn.SetWriteDeadline(time.Now().Add(opTimeout))
+			if _, err := c.conn.Write([]byte("N")); err != nil {
+				return
+			}
+		}
+	}()
+	c.closed()
+	close(stop)
+	<-dripped
+	if d := time.Since(start); d > idle+5*time.Second {
+		t.Errorf("closed after %v", d)
+	}
 }
 
 // appended is a helper for tests that only need n small messages.
