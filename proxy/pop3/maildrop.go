@@ -188,9 +188,8 @@ func (u *upstream) listing(cmd string) ([][]byte, error) {
 		return nil, err
 	}
 	if !isOK(status) {
-		// The same test as for relayed commands (upstreamGone): is this
-		// the server ending the session rather than refusing UIDL?
-		if respCodeOf(status) == "SYS/TEMP" || u.closedWithin(errGraceClose) {
+		// The server ending the session rather than refusing the command?
+		if u.ended(status, true) {
 			return nil, errUpstreamClosed
 		}
 		u.idle = true

@@ -21,13 +21,6 @@ import (
 // the command must not keep the bridge reconnecting forever.
 const maxReplays = 3
 
-// errGraceClose is how long the bridge waits, after an unexpected -ERR,
-// for the upstream to close the connection. Servers that end a session
-// say so with an -ERR and close at once (Dovecot: "-ERR [SYS/TEMP] Server
-// shutting down."), and an -ERR that was sitting in the socket when the
-// client's command went out reads like that command's answer.
-const errGraceClose = 50 * time.Millisecond
-
 // transaction serves the authenticated client until it quits or the
 // session ends.
 func (s *session) transaction() {
@@ -211,29 +204,19 @@ func (s *session) exec(tc txnCommand) error {
 	return nil
 }
 
-// upstreamGone decides whether an -ERR answer was the upstream ending the
-// session rather than refusing the command. [SYS/TEMP] (RFC 3206) is how
-// servers announce a shutdown ([SYS/PERM] is not: Gmail-like servers use
-// it for "no such message"); otherwise, when the bridge's view says the
-// command should have succeeded, it waits errGraceClose for the
-// connection to close. An -ERR the client had coming (a message number
-// out of range, already deleted) is relayed at once.
+// upstreamGone decides whether an -ERR answer to tc was the upstream
+// ending the session rather than refusing the command (upstream.ended).
+// The command should have succeeded unless the bridge's view says the
+// client had an -ERR coming (a message number out of range or already
+// deleted), or it is QUIT (whose -ERR is a real answer, RFC 1939 §6).
+// Without a view no resume is possible, so only [SYS/TEMP] counts.
 func (s *session) upstreamGone(tc txnCommand, status []byte) bool {
-	if respCodeOf(status) == "SYS/TEMP" {
-		return true
+	unexpected := s.view != nil && tc.Keyword != "QUIT"
+	if unexpected && tc.Msg > 0 {
+		_, st := s.view.lookup(tc.Msg)
+		unexpected = st == msgOK
 	}
-	if s.view == nil {
-		return false // no resume possible: relay what the upstream said
-	}
-	if tc.Msg > 0 {
-		if _, st := s.view.lookup(tc.Msg); st != msgOK {
-			return false
-		}
-	}
-	if tc.Keyword == "QUIT" {
-		return false // an -ERR to QUIT is a real answer (RFC 1939 §6)
-	}
-	return s.up.closedWithin(errGraceClose)
+	return s.up.ended(status, unexpected)
 }
 
 // lookupError is the -ERR for a message number the view cannot serve.

@@ -283,6 +283,15 @@ func (u *upstream) write(line []byte) error {
 
 // readLine reads and consumes one line (without its terminator).
 func (u *upstream) readLine() ([]byte, error) {
+	line, err := u.readLineQuiet()
+	if err == nil && u.s.debug {
+		u.s.trace("U<", string(line))
+	}
+	return line, err
+}
+
+// readLineQuiet is readLine without the transcript, for listing bodies.
+func (u *upstream) readLineQuiet() ([]byte, error) {
 	u.conn.SetReadDeadline(time.Now().Add(u.timeout))
 	line, err := u.r.ReadSlice('\n')
 	if err == bufio.ErrBufferFull || len(line) > maxUpstreamLine {
@@ -291,11 +300,7 @@ func (u *upstream) readLine() ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	line = trimEOL(line)
-	if u.s.debug {
-		u.s.trace("U<", string(line))
-	}
-	return line, nil
+	return trimEOL(line), nil
 }
 
 // peekLine waits until a whole line is buffered and returns it with its
@@ -347,19 +352,6 @@ func (u *upstream) readMulti(max int) ([][]byte, error) {
 	}
 }
 
-// readLineQuiet is readLine without the transcript, for listing bodies.
-func (u *upstream) readLineQuiet() ([]byte, error) {
-	u.conn.SetReadDeadline(time.Now().Add(u.timeout))
-	line, err := u.r.ReadSlice('\n')
-	if err == bufio.ErrBufferFull || len(line) > maxUpstreamLine {
-		return nil, errUpstreamLine
-	}
-	if err != nil {
-		return nil, err
-	}
-	return trimEOL(line), nil
-}
-
 // simple sends a command expecting a single-line answer and reports
 // whether it was +OK; a -ERR is not an error.
 func (u *upstream) simple(line []byte) (ok bool, reply []byte, err error) {
@@ -372,6 +364,25 @@ func (u *upstream) simple(line []byte) (ok bool, reply []byte, err error) {
 	}
 	u.idle = true
 	return isOK(reply), reply, nil
+}
+
+// errGraceClose is how long the bridge waits, after an unexpected -ERR,
+// for the upstream to close the connection. Servers that end a session
+// say so with an -ERR and close at once (Dovecot: "-ERR [SYS/TEMP] Server
+// shutting down."), and an -ERR that was sitting in the socket when a
+// command went out reads like that command's answer.
+const errGraceClose = 50 * time.Millisecond
+
+// ended reports whether the -ERR status line is the upstream ending the
+// session: it carries [SYS/TEMP] (RFC 3206, how servers announce a
+// shutdown; not [SYS/PERM], which Gmail-like servers use for "no such
+// message"), or, for a command that should have succeeded (unexpected),
+// the connection closes within errGraceClose.
+func (u *upstream) ended(status []byte, unexpected bool) bool {
+	if respCodeOf(status) == "SYS/TEMP" {
+		return true
+	}
+	return unexpected && u.closedWithin(errGraceClose)
 }
 
 // closedWithin reports whether the upstream closes the connection (or
