@@ -1,0 +1,97 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/oauthbridge/oauthbridge/config"
+)
+
+// adminServer is the optional HTTP admin endpoint (config http.listen).
+// A nil *adminServer is "none configured"; every method accepts it.
+type adminServer struct {
+	ln  net.Listener
+	srv *http.Server
+}
+
+// newAdmin binds cfg's admin endpoint; nil without one.
+func (d *Daemon) newAdmin(cfg *config.Config) (*adminServer, error) {
+	if cfg.HTTP.Listen == "" {
+		return nil, nil
+	}
+	ln, err := net.Listen("tcp", cfg.HTTP.Listen)
+	if err != nil {
+		return nil, &config.Error{Path: "http.listen", Msg: "cannot listen on " + cfg.HTTP.Listen + ": " + err.Error(), Err: err}
+	}
+	return &adminServer{ln: ln, srv: &http.Server{
+		Handler:           d.adminHandler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(d.log.With("component", "admin").Handler(), slog.LevelDebug),
+	}}, nil
+}
+
+func (a *adminServer) start(d *Daemon) {
+	if a == nil {
+		return
+	}
+	d.log.Info("admin endpoint listening", "addr", a.ln.Addr().String())
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		if err := a.srv.Serve(a.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			d.log.Error("admin endpoint stopped", "err", err)
+		}
+	}()
+}
+
+func (a *adminServer) addr() string {
+	if a == nil {
+		return ""
+	}
+	return a.ln.Addr().String()
+}
+
+func (a *adminServer) shutdown(ctx context.Context) error {
+	if a == nil {
+		return nil
+	}
+	a.ln.Close() // when Serve never ran, Shutdown does not know it
+	err := a.srv.Shutdown(ctx)
+	if err != nil {
+		a.srv.Close()
+	}
+	return err
+}
+
+func (a *adminServer) close() {
+	if a == nil {
+		return
+	}
+	a.ln.Close()
+	a.srv.Close()
+}
+
+// adminHandler is the admin endpoint's handler.
+//
+// SEAM(ops): internal/admin is being written in parallel; when it lands
+// this becomes admin.New(d, d.metrics, d.log). Until then it serves the
+// two endpoints a supervisor needs, /healthz and /metrics.
+func (d *Daemon) adminHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		if err := d.Healthy(); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		w.Write([]byte("ok\n"))
+	})
+	mux.Handle("GET /metrics", d.metrics.Handler())
+	return mux
+}
