@@ -61,6 +61,21 @@ func (f *imapFramer) clientLine(c *wireConn, line []byte, cont bool) (readAction
 	return actPass, lit
 }
 
+// longLineEnd finds a literal announced at the end of a long line.
+func (f *imapFramer) longLineEnd(c *wireConn, tail []byte) int64 {
+	n, sync := literalMarker(tail)
+	switch {
+	case n < 0:
+		return 0
+	case sync:
+		c.mu.Lock()
+		c.syncLit = n
+		c.mu.Unlock()
+		return 0
+	}
+	return n
+}
+
 // compress answers COMPRESS (RFC 4978) and switches the connection to
 // DEFLATE.
 func (f *imapFramer) compress(c *wireConn, tag string, line []byte) {

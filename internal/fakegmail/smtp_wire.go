@@ -73,6 +73,8 @@ func (f *smtpFramer) clientLine(c *wireConn, line []byte, _ bool) (readAction, i
 	return actPass, lit
 }
 
+func (f *smtpFramer) longLineEnd(*wireConn, []byte) int64 { return 0 }
+
 // dataLine handles a line of a DATA body (RFC 5321 §4.5.2).
 func (f *smtpFramer) dataLine(c *wireConn, line []byte) (readAction, int64) {
 	c.mu.Lock()

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -46,13 +47,18 @@ type wireConn struct {
 	wline    []byte     // partial response line
 	wlit     int64      // response literal octets still to pass through
 	boundary bool       // the output is between two responses
-	pending  string     // a kick's words, written at the next boundary
 	cut      *responseCut
 	syncLit  int64 // IMAP: a synchronizing literal waiting for "+"
 	grantLit int64 // IMAP: that literal, granted by "+", for the reader
 	closed   bool
 	w        io.Writer     // the network: Conn, or a DEFLATE writer over it
 	fw       *flate.Writer // set once COMPRESS=DEFLATE is active
+
+	// pending holds a kick's words until the output reaches a boundary.
+	// It is set without mu: a writer busy inside a long literal holds mu,
+	// and mutex fairness must not decide whether the BYE lands before or
+	// after the next response.
+	pending atomic.Pointer[string]
 
 	closeOnce sync.Once
 	done      chan struct{} // closed when the connection is closed
@@ -73,6 +79,9 @@ type framer interface {
 	// first piece has no LF). cont says the line continues a command.
 	// For actPass it also returns how many raw octets follow the line.
 	clientLine(c *wireConn, line []byte, cont bool) (readAction, int64)
+	// longLineEnd returns the raw octets that follow a line too long to
+	// classify whole, given its last bytes.
+	longLineEnd(c *wireConn, tail []byte) int64
 	// serverLine may rewrite a complete response line. It returns the
 	// bytes to write, the literal octets that follow it, and whether the
 	// stream is then between responses.
@@ -144,8 +153,7 @@ func (c *wireConn) Read(p []byte) (int, error) {
 			if c.long {
 				c.long = false
 				c.tail = appendTail(c.tail, line)
-				_, lit := c.fr.clientLine(c, c.tail, true)
-				c.out, c.lit = line, lit
+				c.out, c.lit = line, c.fr.longLineEnd(c, c.tail)
 				continue
 			}
 			act, lit := c.fr.clientLine(c, line, c.cont)
@@ -215,68 +223,68 @@ func appendTail(tail, b []byte) []byte {
 }
 
 // Write passes the library's output through the framer.
+//
+// It never fails: once the connection is closed (a kick, a cut, a client
+// gone) further output is discarded. imapmemserver leaves its response
+// encoder locked when a write fails inside a literal, and imapserver then
+// blocks forever on its next response; a silent sink lets the library
+// finish the response and notice the closed connection on its next read.
 func (c *wireConn) Write(p []byte) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.closed {
-		return 0, net.ErrClosed
-	}
-	written := 0
-	for len(p) > 0 {
+	n := len(p)
+	for len(p) > 0 && !c.closed {
 		if c.wlit > 0 {
 			k := int(min(int64(len(p)), c.wlit))
 			if c.cut != nil && c.cut.inLit {
 				if int64(k) >= c.cut.left {
 					c.writeLocked(p[:c.cut.left])
 					c.cutNowLocked()
-					return written, net.ErrClosed
+					break
 				}
 				c.cut.left -= int64(k)
 			}
-			if err := c.writeLocked(p[:k]); err != nil {
-				return written, err
-			}
-			p, written, c.wlit = p[k:], written+k, c.wlit-int64(k)
+			c.writeLocked(p[:k])
+			p, c.wlit = p[k:], c.wlit-int64(k)
 			continue
 		}
 		i := bytes.IndexByte(p, '\n')
 		if i < 0 {
 			c.wline = append(c.wline, p...)
 			c.boundary = false
-			written += len(p)
 			break
 		}
 		c.wline = append(c.wline, p[:i+1]...)
-		p, written = p[i+1:], written+i+1
+		p = p[i+1:]
 		out, lit, boundary := c.fr.serverLine(c, c.wline)
 		if c.cut != nil && !bytes.HasPrefix(out, []byte("+")) {
 			if c.startCutLocked(out, lit) {
-				return written, net.ErrClosed
+				break
 			}
 		}
-		err := c.writeLocked(out)
+		c.writeLocked(out)
 		c.wline = c.wline[:0]
-		if err != nil {
-			return written, err
-		}
 		c.wlit = lit
 		c.boundary = boundary && lit == 0
-		if c.boundary && c.pending != "" {
-			c.kickLocked(c.pending)
-			return written, net.ErrClosed
+		if c.boundary {
+			if line := c.pending.Swap(nil); line != nil {
+				c.kickLocked(*line)
+			}
 		}
 	}
-	return written, nil
+	return n, nil
 }
 
-func (c *wireConn) writeLocked(b []byte) error {
-	if _, err := c.w.Write(b); err != nil {
-		return err
+// writeLocked writes to the network; a failure closes the connection.
+func (c *wireConn) writeLocked(b []byte) {
+	_, err := c.w.Write(b)
+	if err == nil && c.fw != nil {
+		err = c.fw.Flush()
 	}
-	if c.fw != nil {
-		return c.fw.Flush()
+	if err != nil {
+		c.closed = true
+		c.bareClose()
 	}
-	return nil
 }
 
 // startDeflate turns both directions into DEFLATE streams (RFC 4978 §4).
@@ -369,7 +377,6 @@ func (c *wireConn) applyFault(f *armedFault, midText string) readAction {
 // kickLocked writes line and closes the connection (TLS close_notify
 // included).
 func (c *wireConn) kickLocked(line string) {
-	c.pending = ""
 	if c.closed {
 		return
 	}
@@ -400,17 +407,13 @@ func (c *wireConn) end(mode KickMode) {
 			<-fired
 		}
 	}()
+	c.pending.Store(&line)
 	c.mu.Lock()
-	if c.closed {
-		c.mu.Unlock()
-		return
-	}
 	if c.boundary {
-		c.kickLocked(line)
-		c.mu.Unlock()
-		return
+		if l := c.pending.Swap(nil); l != nil {
+			c.kickLocked(*l)
+		}
 	}
-	c.pending = line
 	c.mu.Unlock()
 	<-c.done
 }
