@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/oauthbridge/oauthbridge/config"
+	"github.com/oauthbridge/oauthbridge/internal/admin"
 )
 
 // adminServer is the optional HTTP admin endpoint (config http.listen).
@@ -78,20 +79,11 @@ func (a *adminServer) close() {
 	a.srv.Close()
 }
 
-// adminHandler is the admin endpoint's handler.
-//
-// SEAM(ops): internal/admin is being written in parallel; when it lands
-// this becomes admin.New(d, d.metrics, d.log). Until then it serves the
-// two endpoints a supervisor needs, /healthz and /metrics.
+// adminHandler is the admin endpoint's handler: /healthz, /metrics,
+// /status.json, the status page and its authorization flow, reading the
+// Daemon (an admin.Source).
 func (d *Daemon) adminHandler() http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		if err := d.Healthy(); err != nil {
-			http.Error(w, err.Error(), http.StatusServiceUnavailable)
-			return
-		}
-		w.Write([]byte("ok\n"))
-	})
-	mux.Handle("GET /metrics", d.metrics.Handler())
-	return mux
+	return admin.New(d, d.metrics, d.log.With("component", "admin"))
 }
+
+var _ admin.Source = (*Daemon)(nil)

@@ -5,21 +5,18 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
-	"time"
+
+	"github.com/oauthbridge/oauthbridge/internal/admin"
 )
 
 // RecentErrors keeps this many WARN and ERROR records for the status page.
 const recentErrorsMax = 50
 
-// ErrorEntry is one WARN or ERROR log record as the status page shows it.
-// Attrs are the record's attributes as text, group names joined with ".".
-// No secret can be in it: no component logs one at any level.
-type ErrorEntry struct {
-	Time    time.Time         `json:"time"`
-	Level   string            `json:"level"`
-	Message string            `json:"message"`
-	Attrs   map[string]string `json:"attrs,omitempty"`
-}
+// ErrorEntry is one WARN or ERROR log record as the status page shows it:
+// Attrs are the record's attributes as text, group names joined with ".",
+// plus "level" (WARN, ERROR). No secret can be in it: no component logs
+// one at any level.
+type ErrorEntry = admin.ErrorEntry
 
 // errorRing is a fixed-size ring of the latest entries.
 type errorRing struct {
@@ -75,17 +72,15 @@ func (h *recentHandler) Enabled(ctx context.Context, l slog.Level) bool {
 
 func (h *recentHandler) Handle(ctx context.Context, r slog.Record) error {
 	if r.Level >= slog.LevelWarn {
-		e := ErrorEntry{Time: r.Time, Level: r.Level.String(), Message: r.Message}
-		if n := len(h.attrs) + r.NumAttrs(); n > 0 {
-			e.Attrs = make(map[string]string, n)
-			for _, a := range h.attrs {
-				flatten(e.Attrs, "", a)
-			}
-			r.Attrs(func(a slog.Attr) bool {
-				flatten(e.Attrs, h.prefix, a)
-				return true
-			})
+		e := ErrorEntry{Time: r.Time, Message: r.Message, Attrs: make(map[string]string, 1+len(h.attrs)+r.NumAttrs())}
+		for _, a := range h.attrs {
+			flatten(e.Attrs, "", a)
 		}
+		r.Attrs(func(a slog.Attr) bool {
+			flatten(e.Attrs, h.prefix, a)
+			return true
+		})
+		e.Attrs["level"] = r.Level.String()
 		h.ring.add(e)
 	}
 	if h.inner.Enabled(ctx, r.Level) {

@@ -22,13 +22,13 @@ func TestRecentHandler(t *testing.T) {
 	if len(entries) != 1 {
 		t.Fatalf("entries = %+v, want 1", entries)
 	}
-	want := map[string]string{"proto": "imap", "g.a": "1", "g.b": "x", "g.h.c": "true"}
+	want := map[string]string{"level": "WARN", "proto": "imap", "g.a": "1", "g.b": "x", "g.h.c": "true"}
 	for k, v := range want {
 		if entries[0].Attrs[k] != v {
 			t.Errorf("attr %s = %q, want %q (all: %v)", k, entries[0].Attrs[k], v, entries[0].Attrs)
 		}
 	}
-	if entries[0].Level != "WARN" || entries[0].Message != "kept" {
+	if entries[0].Message != "kept" {
 		t.Errorf("entry = %+v", entries[0])
 	}
 
