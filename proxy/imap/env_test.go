@@ -99,6 +99,12 @@ type envOption func(*fakegmail.Options, *Server, *proxy.Account)
 
 func newEnv(t *testing.T, opts ...envOption) *env {
 	t.Helper()
+	return newEnvInfo(t, proxy.ListenerInfo{Protocol: "imap", Loopback: true}, opts...)
+}
+
+// newEnvInfo is newEnv with a listener of the given settings.
+func newEnvInfo(t *testing.T, info proxy.ListenerInfo, opts ...envOption) *env {
+	t.Helper()
 	logs := proxytest.NewLogBuffer()
 	fo := fakegmail.Options{Users: []string{testUser}, SeedMessages: true}
 	acct := &proxy.Account{Name: testUser, ConfigName: testUser, UpstreamUser: testUser}
@@ -117,7 +123,11 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 	auth := proxytest.NewAuthenticator()
 	auth.Add(testUser, testPass, acct)
 	srv.Auth = auth
-	addr := proxytest.Serve(t, srv, proxy.ListenerInfo{Protocol: "imap", Loopback: true})
+	var h proxy.Handler = srv
+	if !info.Loopback {
+		h = asLAN{srv}
+	}
+	addr := proxytest.Serve(t, h, info)
 	e := &env{fg: fg, tokens: tokens, acct: acct, auth: auth, srv: srv, addr: addr, logs: logs}
 	e.dumpLogsOnFailure(t)
 	return e
@@ -174,3 +184,14 @@ type (
 	imapclientClient      = imapclient.Client
 	imapclientFetchBuffer = imapclient.FetchMessageBuffer
 )
+
+// asLAN makes connections look as if they came to a non-loopback listener
+// (the Listener marks 127.0.0.1 listeners as loopback, rightly).
+type asLAN struct{ *Server }
+
+func (h asLAN) ServeConn(ctx context.Context, c *proxy.Conn) {
+	info := *c.Listener
+	info.Loopback = false
+	c.Listener = &info
+	h.Server.ServeConn(ctx, c)
+}

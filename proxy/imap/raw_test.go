@@ -89,3 +89,5 @@ func b64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) 
 func xoauth2For(user, tok string) []byte { return proxy.XOAuth2Payload(user, tok) }
 
 var oauth2TokenStale = oauth2.Token{AccessToken: "ya29.stale-token-the-upstream-does-not-know", Expiry: time.Now().Add(time.Hour)}
+
+func newReader(c net.Conn) *bufio.Reader { return bufio.NewReader(c) }

@@ -131,7 +131,7 @@ func (s *session) onContinuation(u *upstream, line []byte) error {
 }
 
 func (s *session) onUntagged(u *upstream, line []byte) error {
-	body := trimEOL(line)[2:]
+	body := untaggedBody(line)
 	w1, rest := splitWord(body)
 	if n, ok := parseNumber(w1); ok {
 		typ, _ := splitWord(rest)
@@ -267,7 +267,7 @@ func (s *session) onFetch(u *upstream, line []byte, n uint32) error {
 	defer s.cwmu.Unlock()
 	s.mu.Lock()
 	m := s.mbox
-	if m == nil {
+	if m == nil || n == 0 {
 		s.mu.Unlock()
 		return s.relay(u, line, nil)
 	}
@@ -291,7 +291,7 @@ func (s *session) onFetch(u *upstream, line []byte, n uint32) error {
 		}
 		line = rewriteSeqPrefix(line, n2)
 	}
-	needUID := uid == 0 && int(n) <= len(m.up) && m.up[n-1] == 0
+	needUID := uid == 0 && n >= 1 && int(n) <= len(m.up) && m.up[n-1] == 0
 	s.mu.Unlock()
 	if !needUID {
 		return s.relay(u, line, nil)
@@ -635,4 +635,13 @@ func (s *session) copyLiteral(u *upstream, n int64) error {
 		}
 	}
 	return nil
+}
+
+// untaggedBody is an untagged response line after "* ", without CRLF.
+func untaggedBody(line []byte) []byte {
+	b := trimEOL(line)
+	if len(b) < 2 {
+		return nil
+	}
+	return b[2:]
 }

@@ -97,7 +97,7 @@ func (s *session) selectOn(ctx context.Context, nu *upstream, mbox *mailbox) (*r
 	}
 	var exists uint32
 	for _, l := range untagged {
-		body := trimEOL(l)[2:]
+		body := untaggedBody(l)
 		w1, rest := splitWord(body)
 		if n, ok := parseNumber(w1); ok && hasPrefixFold(rest, "EXISTS") {
 			exists = n
@@ -120,7 +120,7 @@ func (s *session) selectOn(ctx context.Context, nu *upstream, mbox *mailbox) (*r
 	}
 	uids := make([]uint32, exists)
 	for _, l := range untagged {
-		body := trimEOL(l)[2:]
+		body := untaggedBody(l)
 		w1, rest := splitWord(body)
 		n, ok := parseNumber(w1)
 		if !ok {
