@@ -236,8 +236,8 @@ func (b *bridge) client() *gosmtp.Client {
 		b.t.Fatal(err)
 	}
 	b.t.Cleanup(func() { c.Close() })
-	c.CommandTimeout = 20 * time.Second
-	c.SubmissionTimeout = 20 * time.Second
+	c.CommandTimeout = time.Minute
+	c.SubmissionTimeout = time.Minute
 	return c
 }
 

@@ -61,6 +61,17 @@ func (w *wire) expect(line, want string) {
 	}
 }
 
+// ehlo says EHLO and returns the reply, which must be a 250.
+func (w *wire) ehlo() string {
+	w.t.Helper()
+	w.send("EHLO client.test\r\n")
+	r := w.reply()
+	if !strings.HasPrefix(r, "250-Hello client.test\r\n") {
+		w.t.Fatalf("EHLO: %q", r)
+	}
+	return r
+}
+
 func (w *wire) startTLS(cfg *tls.Config) {
 	w.t.Helper()
 	w.expect("STARTTLS\r\n", "220 2.0.0 Ready to start TLS\r\n")
