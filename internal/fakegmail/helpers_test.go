@@ -54,12 +54,12 @@ func (x *saslXOAuth2) Next(ch []byte) ([]byte, error) {
 
 // rawConn is a line-oriented TLS client for byte-exact transcripts.
 type rawConn struct {
-	t *testing.T
+	t testing.TB
 	c *tls.Conn
 	r *bufio.Reader
 }
 
-func dialRaw(t *testing.T, s *Server, addr string) *rawConn {
+func dialRaw(t testing.TB, s *Server, addr string) *rawConn {
 	t.Helper()
 	c, err := tls.Dial("tcp", addr, s.ClientTLSConfig())
 	if err != nil {

@@ -12,7 +12,7 @@ import (
 )
 
 // imapLogin dials the fake with imapclient and logs alice in.
-func imapLogin(t *testing.T, s *Server, user string, opts *imapclient.Options) *imapclient.Client {
+func imapLogin(t testing.TB, s *Server, user string, opts *imapclient.Options) *imapclient.Client {
 	t.Helper()
 	if opts == nil {
 		opts = &imapclient.Options{}
@@ -30,7 +30,7 @@ func imapLogin(t *testing.T, s *Server, user string, opts *imapclient.Options) *
 }
 
 // rawIMAPLogin logs in over a raw connection and consumes the reply.
-func rawIMAPLogin(t *testing.T, s *Server, user string) *rawConn {
+func rawIMAPLogin(t testing.TB, s *Server, user string) *rawConn {
 	t.Helper()
 	r := dialRaw(t, s, s.IMAPAddr())
 	r.expectPrefix("* OK Gimap ready")

@@ -12,7 +12,7 @@ import (
 )
 
 // pop3Login logs user in with the one-line AUTH form.
-func pop3Login(t *testing.T, s *Server, user string) *rawConn {
+func pop3Login(t testing.TB, s *Server, user string) *rawConn {
 	t.Helper()
 	r := dialRaw(t, s, s.POP3Addr())
 	r.expectPrefix("+OK Gpop ready")

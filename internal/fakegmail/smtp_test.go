@@ -18,7 +18,7 @@ import (
 const testMsg = "From: alice@gmail.com\r\nTo: carol@example.com\r\nSubject: hi\r\n\r\nHello.\r\n.dot line\r\n"
 
 // smtpLogin dials (implicit TLS or STARTTLS) and authenticates user.
-func smtpLogin(t *testing.T, s *Server, user string, starttls bool) *smtp.Client {
+func smtpLogin(t testing.TB, s *Server, user string, starttls bool) *smtp.Client {
 	t.Helper()
 	var (
 		c   *smtp.Client

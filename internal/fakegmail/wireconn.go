@@ -455,7 +455,10 @@ func (c *wireConn) writeDirect(b string) {
 	if c.closed {
 		return
 	}
+	// The library cleared its write deadline after its last response.
+	c.Conn.SetWriteDeadline(time.Now().Add(kickTimeout * 10))
 	c.writeLocked([]byte(b))
+	c.Conn.SetWriteDeadline(time.Time{})
 }
 
 // remoteIP is the client's IP address as text.
