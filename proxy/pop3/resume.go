@@ -170,6 +170,9 @@ func (s *session) replayDeletes(up *upstream) (n int, err error) {
 		if err != nil {
 			return n, err
 		}
+		if !ok && up.ended(reply, true) {
+			return n, errUpstreamClosed // lost again: the next attempt remaps
+		}
 		if !ok {
 			s.log.Warn("upstream refused a replayed DELE; the message will not be deleted",
 				"msg", i+1, "reply", truncate(reply))

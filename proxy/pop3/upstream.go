@@ -49,7 +49,7 @@ var (
 // -ERR. touched reports whether part of the response already reached the
 // client (then the command cannot be replayed).
 type cutError struct {
-	reason  string // metrics and log word: eof, error, timeout, closed
+	reason  string // metrics and log word: bye, eof, timeout, error
 	touched bool
 	err     error
 }
@@ -66,7 +66,7 @@ func newCut(err error, touched bool) *cutError {
 	var ne net.Error
 	switch {
 	case errors.Is(err, errUpstreamClosed):
-		reason = "closed"
+		reason = "bye" // an -ERR announcing the end, then a close
 	case errors.As(err, &ne) && ne.Timeout():
 		reason = "timeout"
 	case isEOF(err):
@@ -363,7 +363,8 @@ func (u *upstream) simple(line []byte) (ok bool, reply []byte, err error) {
 		return false, nil, err
 	}
 	u.idle = true
-	return isOK(reply), reply, nil
+	// A copy: the reader's buffer moves on with the next read.
+	return isOK(reply), bytes.Clone(reply), nil
 }
 
 // errGraceClose is how long the bridge waits, after an unexpected -ERR,
