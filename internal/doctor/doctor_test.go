@@ -151,7 +151,9 @@ func TestDNSFailure(t *testing.T) {
 // consentErr is what a token source returns for a revoked grant.
 type consentErr struct{}
 
-func (consentErr) Error() string         { return "tokens: alice@gmail.com: refresh: invalid_grant: Token has been expired or revoked." }
+func (consentErr) Error() string {
+	return "tokens: alice@gmail.com: refresh: invalid_grant: Token has been expired or revoked."
+}
 func (consentErr) ConsentRequired() bool { return true }
 
 func TestTokenRevoked(t *testing.T) {
