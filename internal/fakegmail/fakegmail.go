@@ -4,7 +4,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net"
 	"strings"
@@ -271,12 +270,3 @@ func (s *Server) AccessToken(user string) string {
 func (s *Server) hasUser(user string) bool { return s.store.hasUser(user) }
 
 func normUser(u string) string { return strings.ToLower(strings.TrimSpace(u)) }
-
-// listen opens a TCP listener on addr.
-func listen(addr string) (net.Listener, error) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("fakegmail: listen %s: %w", addr, err)
-	}
-	return ln, nil
-}
