@@ -99,17 +99,19 @@ func TestValidateTxn(t *testing.T) {
 func TestRedactCommand(t *testing.T) {
 	tests := []struct{ line, want string }{
 		{"USER alice", "USER alice"},
-		{"PASS hunter2", "PASS <redacted>"},
-		{"AUTH PLAIN AGFsaWNlAGh1bnRlcjI=", "AUTH PLAIN <redacted>"},
+		{"PASS hunter2", "PASS ***"},
+		{"pass two words", "pass ***"},
+		{"AUTH PLAIN AGFsaWNlAGh1bnRlcjI=", "AUTH PLAIN ***"},
 		{"AUTH LOGIN", "AUTH LOGIN"},
-		{"APOP alice 0123456789abcdef", "APOP <redacted>"},
-		{"AGFsaWNlAGh1bnRlcjI=", "<redacted>"},
-		{"PAS hunter2", "<redacted>"},
+		{"APOP alice 0123456789abcdef", "APOP alice ***"},
+		{"AGFsaWNlAGh1bnRlcjI=", "***"},
+		{"dXNlcg==", "***"},
+		{"PAS hunter2", "***"},
 		{"RETR 1", "RETR 1"},
 	}
 	for _, tt := range tests {
 		cmd, _ := parseCommand([]byte(tt.line))
-		if got := redactCommand(cmd); got != tt.want {
+		if got := redactCommand(cmd, []byte(tt.line)); got != tt.want {
 			t.Errorf("redactCommand(%q) = %q, want %q", tt.line, got, tt.want)
 		}
 	}
@@ -140,7 +142,7 @@ func FuzzParseCommand(f *testing.F) {
 		if utf8.ValidString(string(line)) && cmd.Keyword == "" {
 			t.Fatalf("empty keyword for %q", line)
 		}
-		_ = redactCommand(cmd)
+		_ = redactCommand(cmd, line)
 		tc, known, err := validateTxn(cmd)
 		if !known || err != nil {
 			return

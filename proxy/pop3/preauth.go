@@ -48,7 +48,7 @@ func (s *session) authorization() bool {
 			continue
 		}
 		if s.debug {
-			s.trace("C", redactCommand(cmd))
+			s.trace("C", redactCommand(cmd, line))
 		}
 		var login loginResult
 		switch cmd.Keyword {
@@ -300,7 +300,7 @@ func (s *session) saslStep(challenge string) ([]byte, error) {
 		return nil, err
 	}
 	if s.debug {
-		s.trace("C", redacted)
+		s.trace("C", proxy.Redacted)
 	}
 	return decodeSASL(line)
 }

@@ -51,7 +51,7 @@ func (s *session) transaction() {
 			continue
 		}
 		if s.debug {
-			s.trace("C", redactCommand(cmd))
+			s.trace("C", redactCommand(cmd, line))
 		}
 		if done := s.dispatch(cmd); done {
 			return

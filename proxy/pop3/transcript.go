@@ -1,11 +1,11 @@
 package pop3
 
-// Debug transcripts. Only status lines and commands are logged, never
-// message data; every line that can carry a secret passes through a
-// redact function first. The session checks s.debug before building a
-// line, so the relay pays nothing when debug logging is off.
+import "github.com/oauthbridge/oauthbridge/proxy"
 
-const redacted = "<redacted>"
+// Debug transcripts. Only status lines and commands are logged, never
+// message data; every line that can carry a secret is masked with the
+// shared proxy redaction helpers first. The session checks s.debug before
+// building a line, so the relay pays nothing when debug logging is off.
 
 // trace logs one transcript line. dir is "C" (client to bridge), "S"
 // (bridge to client), "U>" (bridge to upstream) or "U<" (upstream to
@@ -14,30 +14,21 @@ func (s *session) trace(dir, line string) {
 	s.log.Debug("transcript", "dir", dir, "line", line)
 }
 
-// redactCommand is the loggable form of a client command line. Arguments
-// are kept only for commands whose arguments are known to be harmless
-// (message numbers, the user name, the SASL mechanism); PASS and APOP
-// lose theirs, and anything unknown, a mistyped "PAS secret" included, is
-// logged as "<redacted>".
-func redactCommand(cmd command) string {
-	switch cmd.Keyword {
-	case "USER", "STAT", "LIST", "UIDL", "RETR", "TOP", "DELE", "NOOP", "RSET", "QUIT", "CAPA", "STLS":
-		if cmd.Rest == "" {
-			return cmd.Keyword
-		}
-		return cmd.Keyword + " " + cmd.Rest
-	case "AUTH":
-		switch len(cmd.Args) {
-		case 0:
-			return "AUTH"
-		case 1:
-			return "AUTH " + cmd.Args[0]
-		}
-		return "AUTH " + cmd.Args[0] + " " + redacted
-	case "PASS", "APOP":
-		return cmd.Keyword + " " + redacted
+// knownKeywords are the commands whose lines are logged (masked by
+// proxy.RedactClientLine: PASS, APOP and AUTH lose their credentials).
+var knownKeywords = map[string]bool{
+	"USER": true, "PASS": true, "APOP": true, "AUTH": true, "CAPA": true, "STLS": true, "QUIT": true,
+	"STAT": true, "LIST": true, "UIDL": true, "RETR": true, "TOP": true, "DELE": true, "NOOP": true, "RSET": true,
+}
+
+// redactCommand is the loggable form of the client command line raw. An
+// unknown keyword is logged as proxy.Redacted, arguments and all: it may
+// itself be a secret (a client out of step with a SASL exchange sends its
+// base64 credentials as a "command", and a mistyped "PAS secret" is no
+// PASS line for the redactor to recognise).
+func redactCommand(cmd command, raw []byte) string {
+	if !knownKeywords[cmd.Keyword] {
+		return proxy.Redacted
 	}
-	// An unknown keyword may itself be a secret: a client out of step
-	// with a SASL exchange sends its base64 credentials as a "command".
-	return redacted
+	return string(proxy.RedactClientLine("pop3", raw))
 }

@@ -210,7 +210,7 @@ func (u *upstream) authXOAuth2(user, token string) error {
 	if !isContinuation(line) {
 		return u.authFailure(nil, line)
 	}
-	if err := u.sendSecret(ir, redacted); err != nil {
+	if err := u.sendSecret(ir); err != nil {
 		return fmt.Errorf("pop3: upstream AUTH: %w", err)
 	}
 	if line, err = u.readLine(); err != nil {
@@ -252,18 +252,19 @@ func (u *upstream) authFailure(challenge, line []byte) error {
 }
 
 // send writes one command line (CRLF appended) with the write deadline.
+// The transcript masks XOAUTH2 material should a caller ever pass some.
 func (u *upstream) send(line []byte) error {
 	if u.s.debug {
-		u.s.trace("U>", string(line))
+		u.s.trace("U>", string(proxy.RedactXOAUTH2(line)))
 	}
 	return u.write(line)
 }
 
-// sendSecret is send for a line holding a credential; logged is what
-// the transcript shows instead.
-func (u *upstream) sendSecret(line, logged string) error {
+// sendSecret is send for a line that is a credential (the XOAUTH2
+// response): the transcript shows proxy.Redacted, whatever it looks like.
+func (u *upstream) sendSecret(line string) error {
 	if u.s.debug {
-		u.s.trace("U>", logged)
+		u.s.trace("U>", proxy.Redacted)
 	}
 	return u.write([]byte(line))
 }
