@@ -128,6 +128,8 @@ func TestKickWaitsForResponseBoundary(t *testing.T) {
 }
 
 func TestIMAPLongLineLiteral(t *testing.T) {
+	defer func(max int) { wireBufMax = max }(wireBufMax)
+	wireBufMax = 8 << 10 // the 20 KiB lines below are passed on in pieces
 	s := start(t, Options{})
 	r := rawIMAPLogin(t, s, alice)
 	s.ArmFault(Fault{Proto: ProtoIMAP, OnCommand: "NOOP", Kick: KickClose})

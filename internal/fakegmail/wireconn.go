@@ -97,8 +97,15 @@ type responseCut struct {
 	inLit bool
 }
 
+// wireBufMax bounds the read buffer (a variable so a test can exercise
+// lines longer than it).
+var wireBufMax = 64 << 10
+
 const (
-	wireBufSize = 16 << 10
+	// The read buffer starts small (an idle session costs little) and
+	// grows for long command lines up to wireBufMax; a longer line is
+	// passed on in pieces.
+	wireBufSize = 4 << 10
 	kickTimeout = 3 * time.Second
 	tailSize    = 32
 )
@@ -173,6 +180,11 @@ func (c *wireConn) Read(p []byte) (int, error) {
 				continue
 			}
 			return 0, c.rerr
+		}
+		if len(c.in) == len(c.buf) && len(c.buf) < wireBufMax {
+			grown := make([]byte, 2*len(c.buf))
+			c.in = grown[:copy(grown, c.in)]
+			c.buf = grown
 		}
 		if len(c.in) == len(c.buf) {
 			// A line longer than the buffer: classify its start, pass it
