@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/emersion/go-imap/v2"
 )
@@ -70,5 +72,31 @@ func BenchmarkFakeIMAPFetch(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// BenchmarkFakeIMAPIdleSessions reports the heap one idle, logged-in IMAP
+// session costs, fake and raw TLS client together (both live in this
+// process), for sizing the fake under many concurrent sessions.
+//
+//	go test -run XXX -bench FakeIMAPIdleSessions ./internal/fakegmail/
+func BenchmarkFakeIMAPIdleSessions(b *testing.B) {
+	s := start(b, Options{Users: []string{alice}, IMAPConnectionLimit: -1})
+	const n = 200
+	for i := 0; i < b.N; i++ {
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		conns := make([]*rawConn, n)
+		for j := range conns {
+			conns[j] = rawIMAPLogin(b, s, alice)
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		b.ReportMetric(float64(after.HeapInuse-before.HeapInuse)/n, "heap-B/session")
+		for _, c := range conns {
+			c.c.Close()
+		}
+		s.WaitConnections(alice, ProtoIMAP, 0, 10*time.Second)
 	}
 }
