@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/oauthbridge/oauthbridge/config"
@@ -15,8 +16,9 @@ import (
 // adminServer is the optional HTTP admin endpoint (config http.listen).
 // A nil *adminServer is "none configured"; every method accepts it.
 type adminServer struct {
-	ln  net.Listener
-	srv *http.Server
+	ln      net.Listener
+	srv     *http.Server
+	serving atomic.Bool // Serve owns ln: Shutdown closes it
 }
 
 // newAdmin binds cfg's admin endpoint; nil without one.
@@ -43,6 +45,7 @@ func (a *adminServer) start(d *Daemon) {
 		return
 	}
 	d.log.Info("admin endpoint listening", "addr", a.ln.Addr().String())
+	a.serving.Store(true)
 	d.wg.Add(1)
 	go func() {
 		defer d.wg.Done()
@@ -63,7 +66,9 @@ func (a *adminServer) shutdown(ctx context.Context) error {
 	if a == nil {
 		return nil
 	}
-	a.ln.Close() // when Serve never ran, Shutdown does not know it
+	if !a.serving.Load() {
+		a.ln.Close() // Shutdown closes only the listeners Serve was given
+	}
 	err := a.srv.Shutdown(ctx)
 	if err != nil {
 		a.srv.Close()
@@ -75,8 +80,8 @@ func (a *adminServer) close() {
 	if a == nil {
 		return
 	}
-	a.ln.Close()
 	a.srv.Close()
+	a.ln.Close() // when Serve never ran
 }
 
 // adminHandler is the admin endpoint's handler: /healthz, /metrics,
