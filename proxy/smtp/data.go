@@ -21,9 +21,11 @@ import (
 // the spool and to the upstream at once. The spool is only read again for
 // the one retry after a cut. Spooling first would add, to every message, a
 // second full transfer after the client's final dot before the reply can
-// come: on loopback BenchmarkData20MiB measured it (see the benchmark's
-// comment for the numbers); on a WAN link to the provider it is the whole
-// upload time again, which old clients and printers often time out on.
+// come. BenchmarkData20MiB (loopback, 2 shared cores, quietest run):
+// direct 77 MB/s, streaming 66 MB/s, spool-first 28 MB/s. Over a WAN
+// link to the provider spool-first adds the whole upload time again
+// between the client's dot and its reply, which old clients and printers
+// often time out on.
 // What streaming costs is that a message the client fails to complete
 // (too large, timeout, disconnect) has been partly sent: it is abandoned
 // by closing the upstream connection without the final dot, which makes
