@@ -230,10 +230,18 @@ func (s *session) onExists(u *upstream, line []byte, n uint32) error {
 			s.mu.Unlock()
 			return err
 		}
-		if m.lagging() {
+		switch {
+		case m.lagging():
 			forward = false // delivered with the pending changes
-		} else if m == s.mbox && s.idle != nil && s.idle.idleUp {
-			s.scheduleLearnLocked(time.Second)
+		case m == s.mbox && s.idle != nil && m.unknownN > 0:
+			// New mail during IDLE: the bridge learns the UIDs first (it
+			// suspends the IDLE for that), then announces it, so the
+			// client's view never holds a message a resume could not
+			// place.
+			forward = false
+			s.scheduleLearnLocked(0)
+		default:
+			m.showAll()
 		}
 	}
 	s.mu.Unlock()
@@ -249,11 +257,14 @@ func (s *session) onExpunge(u *upstream, line []byte, n uint32) error {
 	s.mu.Lock()
 	forward := true
 	if m := s.currentMailboxLocked(); m != nil {
+		shown := m.clientLen()
 		if err := m.expunge(n); err != nil {
 			s.mu.Unlock()
 			return err
 		}
-		forward = !m.lagging()
+		// Not forwarded when lagging (delivered later) or when the client
+		// was never told about that message.
+		forward = !m.lagging() && int(n) <= shown
 	}
 	s.mu.Unlock()
 	if !forward {
@@ -283,12 +294,11 @@ func (s *session) onFetch(u *upstream, line []byte, n uint32) error {
 		s.mu.Unlock()
 		return s.skipResponse(u, line)
 	}
-	if m.lagging() {
-		n2 := m.upToClient(n)
-		if n2 == 0 {
-			s.mu.Unlock()
-			return s.skipResponse(u, line) // a message the client does not see yet
-		}
+	switch n2 := m.upToClient(n); {
+	case n2 == 0:
+		s.mu.Unlock()
+		return s.skipResponse(u, line) // a message the client does not see yet
+	case n2 != n:
 		line = rewriteSeqPrefix(line, n2)
 	}
 	needUID := uid == 0 && n >= 1 && int(n) <= len(m.up) && m.up[n-1] == 0

@@ -152,7 +152,40 @@ func (s *session) learnTask() {
 		return
 	}
 	defer s.release()
-	s.learnLocked()
+	// New mail may arrive while the bridge learns: go on until the view is
+	// complete (bounded, in case the upstream keeps adding).
+	for i := 0; i < 5; i++ {
+		if s.learnLocked() != nil {
+			return
+		}
+		s.announceLocked()
+		s.mu.Lock()
+		done := s.mbox == nil || s.mbox.unknownN == 0
+		s.mu.Unlock()
+		if done {
+			return
+		}
+	}
+}
+
+// announceLocked tells the client about new messages held back until
+// their UIDs were known (see onExists). The caller holds the gate.
+func (s *session) announceLocked() {
+	s.cwmu.Lock()
+	defer s.cwmu.Unlock()
+	s.mu.Lock()
+	m := s.mbox
+	var line []byte
+	if m != nil && !m.lagging() && m.shown < len(m.up) && m.unknownN == 0 {
+		m.showAll()
+		line = fmt.Appendf(nil, "* %d EXISTS\r\n", len(m.up))
+	}
+	s.mu.Unlock()
+	if line != nil {
+		s.cl.bw.Write(line)
+		addBytes(s.toCl, len(line))
+		s.cl.flush()
+	}
 }
 
 // learnLocked runs the learning FETCH; the caller holds the gate.
@@ -219,10 +252,7 @@ var errUnreconcilable = errors.New("imap: mailbox view cannot be reconciled")
 // over by the caller. The caller holds the gate and cwmu and mu.
 func (s *session) switchToLocked(r *restored) error {
 	if m := s.mbox; m != nil {
-		old := m.up
-		if m.lagging() {
-			old = m.cl
-		}
+		old := m.clientView()
 		if err := m.reconcile(append([]uint32(nil), old...), r.uids); err != nil {
 			return err
 		}
@@ -297,9 +327,10 @@ func (s *session) rotateTask() {
 		return
 	}
 	old.retired.Store(true)
-	if m := s.mbox; m != nil && m.unknownN > 0 {
-		// New mail arrived on the old session after the learn: its UIDs
-		// are in the new session's list above the old ones.
+	if m := s.mbox; m != nil && !m.lagging() && m.unknownN > 0 {
+		// New mail the client was told about arrived on the old session
+		// after the learn: its UIDs are in the new session's list above
+		// the old ones.
 		s.fillUnknownLocked(m, r.uids)
 	}
 	err = s.switchToLocked(r)
@@ -334,8 +365,8 @@ func (s *session) rotateTask() {
 // unknown and the switch fails safe.
 func (s *session) fillUnknownLocked(m *mailbox, fresh []uint32) {
 	first, _ := m.unknown()
-	if first == 0 {
-		return
+	if first == 0 || int(first) > m.shown {
+		return // unknown only beyond what the client saw: nothing to map
 	}
 	var max uint32
 	for _, u := range m.up[:first-1] {
@@ -349,12 +380,13 @@ func (s *session) fillUnknownLocked(m *mailbox, fresh []uint32) {
 			above = append(above, u)
 		}
 	}
-	if len(above) != len(m.up)-int(first-1) {
+	if len(above) != m.shown-int(first-1) {
 		return
 	}
 	for i, u := range above {
 		m.up[int(first-1)+i] = u
 	}
+	m.up = m.up[:m.shown] // the rest was never shown; the new session has it
 	m.unknownN = 0
 }
 

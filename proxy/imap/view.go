@@ -28,6 +28,10 @@ type mailbox struct {
 	up       []uint32 // the upstream session's numbering; 0 = UID not yet known
 	cl       []uint32 // the client's numbering while lagging, else nil
 	unknownN int      // how many entries of up are 0
+	// shown is how many messages of up the client has been told about
+	// (its last EXISTS) while not lagging: new messages that arrive during
+	// IDLE are announced only once their UIDs are known.
+	shown int
 }
 
 var errViewBroken = errors.New("imap: mailbox view out of step with the upstream")
@@ -59,6 +63,9 @@ func (m *mailbox) expunge(n uint32) error {
 	}
 	if m.up[n-1] == 0 {
 		m.unknownN--
+	}
+	if int(n) <= m.shown {
+		m.shown--
 	}
 	m.up = slices.Delete(m.up, int(n-1), int(n))
 	return nil
@@ -110,15 +117,24 @@ func (m *mailbox) clientLen() int {
 	if m.cl != nil {
 		return len(m.cl)
 	}
-	return len(m.up)
+	return m.shown
 }
+
+// clientView is the client's list of UIDs (may hold unknown entries when
+// not lagging).
+func (m *mailbox) clientView() []uint32 {
+	if m.cl != nil {
+		return m.cl
+	}
+	return m.up[:m.shown]
+}
+
+// showAll records that the client has been told about every message.
+func (m *mailbox) showAll() { m.shown = len(m.up) }
 
 // clientUID returns the UID of the client's message n, or 0.
 func (m *mailbox) clientUID(n uint32) uint32 {
-	l := m.up
-	if m.cl != nil {
-		l = m.cl
-	}
+	l := m.clientView()
 	if n == 0 || int(n) > len(l) {
 		return 0
 	}
@@ -142,6 +158,9 @@ func (m *mailbox) clientSeq(uid uint32) uint32 {
 // the client does not see that message (yet).
 func (m *mailbox) upToClient(n uint32) uint32 {
 	if m.cl == nil {
+		if int(n) > m.shown {
+			return 0
+		}
 		return n
 	}
 	if n == 0 || int(n) > len(m.up) || m.up[n-1] == 0 {
@@ -180,6 +199,7 @@ func (m *mailbox) reconcile(old, fresh []uint32) error {
 	}
 	if slices.Equal(old, fresh) {
 		m.cl = nil
+		m.shown = len(fresh)
 	} else {
 		m.cl = old
 	}
@@ -221,4 +241,7 @@ func (m *mailbox) pending() (expunged []uint32, exists uint32) {
 }
 
 // settle marks the pending changes delivered: the client now sees up.
-func (m *mailbox) settle() { m.cl = nil }
+func (m *mailbox) settle() {
+	m.cl = nil
+	m.shown = len(m.up)
+}
