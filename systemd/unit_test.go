@@ -1,6 +1,8 @@
-// Package systemd holds the unit file; its test checks the unit with
-// systemd's own parser (systemd-analyze verify) and pins the directives
-// the daemon relies on.
+// Package systemd holds the unit file. Its tests check the deployment
+// files: the unit with systemd's own parser (systemd-analyze verify) and
+// the directives the daemon relies on, and ../Dockerfile and
+// ../.dockerignore (docker_test.go), built when a Docker engine is
+// reachable.
 package systemd
 
 import (
