@@ -97,13 +97,13 @@ type env struct {
 
 type envOption func(*fakegmail.Options, *Server, *proxy.Account)
 
-func newEnv(t *testing.T, opts ...envOption) *env {
+func newEnv(t testing.TB, opts ...envOption) *env {
 	t.Helper()
 	return newEnvInfo(t, proxy.ListenerInfo{Protocol: "imap", Loopback: true}, opts...)
 }
 
 // newEnvInfo is newEnv with a listener of the given settings.
-func newEnvInfo(t *testing.T, info proxy.ListenerInfo, opts ...envOption) *env {
+func newEnvInfo(t testing.TB, info proxy.ListenerInfo, opts ...envOption) *env {
 	t.Helper()
 	logs := proxytest.NewLogBuffer()
 	fo := fakegmail.Options{Users: []string{testUser}, SeedMessages: true}
@@ -172,7 +172,7 @@ func waitFor(d time.Duration, cond func() bool) error {
 }
 
 // dumpLogsOnFailure prints the bridge's log when the test fails.
-func (e *env) dumpLogsOnFailure(t *testing.T) {
+func (e *env) dumpLogsOnFailure(t testing.TB) {
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("bridge log:\n%s", e.logs.String())
