@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/oauthbridge/oauthbridge/proxy"
+	"github.com/oauthbridge/oauthbridge/proxy/pop3"
 )
 
 // Throughput of RETR over a 50 MiB maildrop (five 10 MiB messages),
@@ -27,9 +28,12 @@ const (
 	benchMessageSize = 10 << 20
 )
 
+// benchOptions: production logging (no debug transcripts).
+var benchOptions = envOptions{bridgeOptions: bridgeOptions{tune: func(s *pop3.Server) { s.Logger = nil }}}
+
 func benchEnv(b *testing.B) (*upstreamEnv, int64) {
 	b.Helper()
-	e := startEnv(b, envOptions{})
+	e := startEnv(b, benchOptions)
 	var total int64
 	for i := range benchMessages {
 		m := message(fmt.Sprintf("bench%d", i), benchMessageSize)
@@ -41,11 +45,38 @@ func benchEnv(b *testing.B) (*upstreamEnv, int64) {
 
 func BenchmarkRETRDirect(b *testing.B) {
 	e, total := benchEnv(b)
+	runRETR(b, direct(b, e), total)
+}
+
+func BenchmarkRETRBridge(b *testing.B) {
+	e, total := benchEnv(b)
+	runRETR(b, bridged(b, e), total)
+}
+
+// Latency of one small command (NOOP), direct and through the bridge: the
+// difference of the two is what the bridge adds per command.
+//
+//	go test -run '^$' -bench 'NOOP' ./proxy/pop3/
+func BenchmarkNOOPDirect(b *testing.B) { runNOOP(b, direct(b, startEnv(b, benchOptions))) }
+func BenchmarkNOOPBridge(b *testing.B) { runNOOP(b, bridged(b, startEnv(b, benchOptions))) }
+
+func runNOOP(b *testing.B, c *benchClient) {
+	b.ResetTimer()
+	for range b.N {
+		c.cmd("NOOP")
+		c.expectOK()
+	}
+	b.StopTimer()
+	c.cmd("QUIT")
+}
+
+// direct logs in to the fake Gmail with XOAUTH2 over TLS.
+func direct(b *testing.B, e *upstreamEnv) *benchClient {
 	conn, err := tls.Dial("tcp", e.fg.POP3Addr(), e.fg.ClientTLSConfig())
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer conn.Close()
+	b.Cleanup(func() { conn.Close() })
 	c := newBenchClient(b, conn)
 	c.expectOK()
 	// XOAUTH2 in the two-step form (RFC 2449 line limit).
@@ -55,23 +86,23 @@ func BenchmarkRETRDirect(b *testing.B) {
 	}
 	c.cmd(base64.StdEncoding.EncodeToString(proxy.XOAuth2Payload(user, e.src.current().AccessToken)))
 	c.expectOK()
-	runRETR(b, c, total)
+	return c
 }
 
-func BenchmarkRETRBridge(b *testing.B) {
-	e, total := benchEnv(b)
+// bridged logs in through the bridge's plaintext loopback listener.
+func bridged(b *testing.B, e *upstreamEnv) *benchClient {
 	conn, err := net.Dial("tcp", e.addr)
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer conn.Close()
+	b.Cleanup(func() { conn.Close() })
 	c := newBenchClient(b, conn)
 	c.expectOK()
 	c.cmd("USER " + user)
 	c.expectOK()
 	c.cmd("PASS " + appPassword)
 	c.expectOK()
-	runRETR(b, c, total)
+	return c
 }
 
 func runRETR(b *testing.B, c *benchClient, total int64) {
