@@ -32,7 +32,6 @@ func (s *session) authorization() bool {
 	bad, failures := 0, 0
 	for {
 		if err := s.checkTLSHello(); err != nil {
-			s.endReason = readErrReason(err)
 			return s.preauthReadFailed(err)
 		}
 		line, err := s.readLine(maxPreauthLine, s.loginD)
@@ -208,7 +207,7 @@ func (s *session) auth(cmd command) loginResult {
 		}
 		return loginNone
 	}
-	mech := strings.ToUpper(cmd.Args[0])
+	mech := upperASCII([]byte(cmd.Args[0]))
 	switch {
 	case len(cmd.Args) > 2:
 		s.reply("-ERR Invalid arguments")
@@ -240,12 +239,8 @@ func (s *session) auth(cmd command) loginResult {
 		s.reply("-ERR [AUTH] Authorization identity must be empty or the user name")
 		return loginFailed
 	}
-	return s.closeAfterRead(err)
-}
-
-// closeAfterRead ends the connection after a read failure in the middle
-// of a SASL exchange.
-func (s *session) closeAfterRead(err error) loginResult {
+	// A read or write failed mid-exchange (EOF, deadline, a line too
+	// long): the connection ends.
 	s.preauthReadFailed(err)
 	return loginClose
 }
