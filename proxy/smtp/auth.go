@@ -70,6 +70,7 @@ func (s *session) login(authzid, username, password string) error {
 		err = s.begin(ctx, acct, false)
 	}
 	s.srv.Metrics.Login(proto, proxy.LoginOutcome(err))
+	s.log.Debug("AUTH", "user", username, "outcome", proxy.LoginOutcome(err))
 	if err != nil {
 		name := username
 		if acct != nil {
@@ -78,7 +79,6 @@ func (s *session) login(authzid, username, password string) error {
 		switch proxy.Classify(err) {
 		case proxy.FailBadCredentials, proxy.FailThrottled:
 			// The authenticator logged the failure (the fail2ban line).
-			s.log.Debug("login refused", "user", username, "outcome", proxy.LoginOutcome(err))
 		default:
 			s.log.Info("upstream login failed", "account", name, "outcome", proxy.LoginOutcome(err), "err", err)
 		}

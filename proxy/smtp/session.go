@@ -82,9 +82,16 @@ func newSession(ctx context.Context, srv *Server, pc *proxy.Conn, cc *clientConn
 
 // NewSession is called by go-smtp at EHLO/HELO, and again at the first
 // EHLO after a STARTTLS.
+//
+// The session's debug lines (EHLO, AUTH, MAIL, RCPT, the message line)
+// are its transcript. go-smtp's raw Debug writer is not used: it gets the
+// client's bytes and the replies on one stream without saying which is
+// which, message bodies included, so masking AUTH in it would rest on
+// guessing the direction.
 func (s *session) NewSession(c *gosmtp.Conn) (gosmtp.Session, error) {
 	s.conn = c
 	s.cc.setTop(c.Conn())
+	s.log.Debug("EHLO", "helo", c.Hostname(), "tls", tlsActive(c, s.pc))
 	if s.cc.isDraining() {
 		s.cc.closeAtNextRead()
 		return nil, errShutdown
