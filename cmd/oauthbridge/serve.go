@@ -96,8 +96,9 @@ func serveLoop(d *daemon.Daemon, log *slog.Logger, sigs <-chan os.Signal, load f
 			if sig == syscall.SIGHUP {
 				continue
 			}
+			// The process ends now: the kernel closes every connection.
+			// Nothing here may wait, Close included (it waits for handlers).
 			log.Warn("second signal: exiting without waiting for sessions", "signal", sig.String())
-			d.Close()
 			return &exitError{code: exitFailure}
 		}
 	}
