@@ -191,6 +191,46 @@ func TestSizeLimit(t *testing.T) {
 	}
 }
 
+// TestSMTPUTF8: offered once the bridge has seen that the upstream
+// offers it (before that, a client's pre-AUTH EHLO cannot know), and an
+// internationalised envelope (RFC 6531) goes through.
+func TestSMTPUTF8(t *testing.T) {
+	proxytest.VerifyNoLeaks(t)
+	b := startBridge(t, bridgeOpts{})
+	first := b.client()
+	if ok, _ := first.Extension("SMTPUTF8"); ok {
+		t.Fatal("SMTPUTF8 offered before any upstream was seen")
+	}
+	if err := first.Auth(sasl.NewPlainClient("", alice, alicePW)); err != nil {
+		t.Fatal(err)
+	}
+	first.Quit()
+	c := b.client()
+	if ok, _ := c.Extension("SMTPUTF8"); !ok {
+		t.Fatal("SMTPUTF8 not offered after the upstream was seen")
+	}
+	if err := c.Auth(sasl.NewPlainClient("", alice, alicePW)); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Mail(alice, &gosmtp.MailOptions{UTF8: true}); err != nil {
+		t.Fatalf("MAIL SMTPUTF8: %v", err)
+	}
+	if err := c.Rcpt("jürgen@bücher.example", nil); err != nil {
+		t.Fatal(err)
+	}
+	w, err := c.Data()
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write([]byte("Subject: Grüße\r\n\r\nÄ\r\n"))
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := b.waitSent(1)[0]; got.To[0] != "jürgen@bücher.example" {
+		t.Fatalf("to %q", got.To)
+	}
+}
+
 func TestRelayWithoutAuth(t *testing.T) {
 	proxytest.VerifyNoLeaks(t)
 	t.Run("allowed address", func(t *testing.T) {

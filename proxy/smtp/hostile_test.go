@@ -3,12 +3,14 @@ package smtp
 import (
 	"bytes"
 	"crypto/tls"
+	"fmt"
 	"io"
 	"net"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/oauthbridge/oauthbridge/proxy"
 	"github.com/oauthbridge/oauthbridge/proxy/proxytest"
 )
 
@@ -196,4 +198,45 @@ func TestNoOpenRelay(t *testing.T) {
 	if n := len(b.fg.Sent()); n != 0 {
 		t.Errorf("%d messages reached the upstream", n)
 	}
+}
+
+// TestMaxRecipients: go-smtp's cap answers 452 4.5.3 (RFC 5321
+// §4.5.3.1.10) and the extra recipient never reaches the upstream.
+func TestMaxRecipients(t *testing.T) {
+	proxytest.VerifyNoLeaks(t)
+	b := startBridge(t, bridgeOpts{configure: func(s *Server) { s.MaxRecipients = 2 }})
+	c := b.login(alice, alicePW)
+	if err := c.Mail(alice, nil); err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []int{0, 0, 452} {
+		if got := smtpCode(c.Rcpt(fmt.Sprintf("r%d@example.com", i), nil)); got != want {
+			t.Fatalf("RCPT %d: code %d, want %d", i, got, want)
+		}
+	}
+	w, _ := c.Data()
+	w.Write(testMessage("capped", 1))
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := b.waitSent(1)[0]; len(got.To) != 2 {
+		t.Fatalf("delivered to %q", got.To)
+	}
+}
+
+// TestReject: a connection over the listener's caps gets one 421 greeting.
+func TestReject(t *testing.T) {
+	proxytest.VerifyNoLeaks(t)
+	srv := &Server{Auth: proxytest.NewAuthenticator(), Hostname: "bridge.test"}
+	l := proxytest.Start(t, proxy.ListenerConfig{Info: proxy.ListenerInfo{Protocol: proto},
+		Limiter: proxy.NewLimiter(proxy.Limits{MaxConnections: 1})}, srv)
+	first := dialWire(t, l.Addr().String())
+	if got := first.reply(); got != greeting {
+		t.Fatalf("first: %q", got)
+	}
+	second := dialWire(t, l.Addr().String())
+	if got := second.reply(); got != "421 4.7.0 bridge.test Too many concurrent sessions, close another client first\r\n" {
+		t.Fatalf("second: %q", got)
+	}
+	second.closed()
 }

@@ -11,6 +11,7 @@ const (
 	greeting = "220 bridge.test ESMTP Service Ready\r\n"
 	// Before any upstream was seen: the bridge's own maximum, no SMTPUTF8.
 	ehloPlainNoAuth = "250-Hello client.test\r\n250-PIPELINING\r\n250-8BITMIME\r\n250-ENHANCEDSTATUSCODES\r\n250-CHUNKING\r\n250-STARTTLS\r\n250-SIZE 67108864\r\n250 LIMITS RCPTMAX=100\r\n"
+	ehloUpstream    = "250-Hello client.test\r\n250-PIPELINING\r\n250-8BITMIME\r\n250-ENHANCEDSTATUSCODES\r\n250-CHUNKING\r\n250-AUTH PLAIN LOGIN\r\n250-SMTPUTF8\r\n250-SIZE 35882577\r\n250 LIMITS RCPTMAX=100\r\n"
 	ehloTLS         = "250-Hello client.test\r\n250-PIPELINING\r\n250-8BITMIME\r\n250-ENHANCEDSTATUSCODES\r\n250-CHUNKING\r\n250-AUTH PLAIN LOGIN\r\n250-SIZE 67108864\r\n250 LIMITS RCPTMAX=100\r\n"
 )
 
@@ -45,10 +46,16 @@ func TestTranscriptSTARTTLSRequired(t *testing.T) {
 	w.expect("AUTH CRAM-MD5\r\n", "504 5.5.4 Unrecognized authentication type (use PLAIN or LOGIN)\r\n")
 	w.expect("AUTH LOGIN\r\n", "334 VXNlcm5hbWU6\r\n")
 	w.expect("*\r\n", "501 5.0.0 Negotiation cancelled\r\n")
+	w.expect("AUTH LOGIN "+b64(alice)+"\r\n", "334 UGFzc3dvcmQ6\r\n")
+	w.expect(b64(alicePW)+"\r\n", "235 2.0.0 Authentication succeeded\r\n")
+	w.expect("AUTH PLAIN "+b64("\x00"+alice+"\x00"+alicePW)+"\r\n", "503 5.5.1 Already authenticated\r\n")
+	// After AUTH the session's limits are its upstream's: the fake's SIZE
+	// and SMTPUTF8.
+	w.expect("EHLO client.test\r\n", ehloUpstream)
 	w.expect("QUIT\r\n", "221 2.0.0 Bye\r\n")
 	w.closed()
-	if b.auth.Calls() != 2 {
-		t.Errorf("authenticator called %d times, want 2 (refused before a password check otherwise)", b.auth.Calls())
+	if b.auth.Calls() != 3 {
+		t.Errorf("authenticator called %d times, want 3 (refused before a password check otherwise)", b.auth.Calls())
 	}
 	b.logs.AssertNoSecrets(t, b.secrets()...)
 }
