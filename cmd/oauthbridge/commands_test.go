@@ -224,3 +224,42 @@ func TestAuthorizeNoBrowserPaste(t *testing.T) {
 		t.Errorf("login after authorize: %v", err)
 	}
 }
+
+// authorize for a grant flow (client_credentials) stores nothing: it runs
+// one grant to prove the credentials, and fails clearly when they are
+// wrong.
+func TestAuthorizeGrantFlow(t *testing.T) {
+	f := newFixture(t)
+	oa := f.fg.OAuth()
+	for _, tc := range []struct {
+		secret string
+		code   int
+		want   string
+	}{
+		{oa.ClientSecret, 0, "The credentials work"},
+		{"wrong-secret", 1, "invalid_client"},
+	} {
+		cfg := f.writeConfig(t, "config.yaml", []listenerSpec{{"smtp", "127.0.0.1:0"}}, "alice-pw", "")
+		acct := "  - username: scanner@example.com\n    upstream_user: shared@example.com\n    provider: fake\n" +
+			"    flow: client_credentials\n    client_id: " + oa.ClientID + "\n    client_secret: " + tc.secret + "\n"
+		fh, err := os.OpenFile(cfg, os.O_APPEND|os.O_WRONLY, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fh.WriteString(acct)
+		fh.Close()
+		code, out, stderr := runCmd(t, "", nil, "authorize", "-config", cfg, "scanner@example.com")
+		if code != tc.code || !strings.Contains(out+stderr, tc.want) {
+			t.Errorf("secret %q: exit %d, want %d and %q\n%s%s", tc.secret, code, tc.code, tc.want, out, stderr)
+		}
+		if code == 0 && !strings.Contains(out, "no stored consent is needed") {
+			t.Errorf("output does not say no consent is stored:\n%s", out)
+		}
+		if strings.Contains(out+stderr, oa.ClientSecret) {
+			t.Error("the client secret was printed")
+		}
+	}
+	if files, _ := filepath.Glob(filepath.Join(f.dir, "state", "tokens", "*.token")); len(files) != 0 {
+		t.Errorf("a grant flow stored tokens: %v", files)
+	}
+}

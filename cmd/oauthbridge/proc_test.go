@@ -262,7 +262,8 @@ func (f *fixture) writeConfig(t *testing.T, name string, listeners []listenerSpe
 		fmt.Fprintf(&b, "  - {protocol: %s, listen: %q}\n", l.proto, l.addr)
 	}
 	fmt.Fprintf(&b, "providers:\n  fake:\n    imap: %q\n    pop3: %q\n    smtp: %q\n    smtp_tls: implicit\n    ca_file: %s\n"+
-		"    auth_url: %s\n    token_url: %s\n    scopes: [\"https://mail.google.com/\"]\n",
+		"    auth_url: %s\n    token_url: %s\n    scopes: [\"https://mail.google.com/\"]\n"+
+		"    app_only_scopes: [\"https://outlook.office365.com/.default\"]\n",
 		f.fg.IMAPAddr(), f.fg.POP3Addr(), f.fg.SMTPAddr(), f.caFile, oa.AuthURL(), oa.TokenURL())
 	b.WriteString("accounts:\n")
 	for _, a := range []struct{ user, pw string }{{alice, alicePw}, {bob, "bob-pw"}} {

@@ -234,3 +234,69 @@ func TestServeSecondSignal(t *testing.T) {
 		t.Errorf("stderr does not say why it stopped:\n%s", p.stderr.String())
 	}
 }
+
+// SIGTERM lets a message in the middle of DATA complete: the client sends
+// the rest, gets 250 only after the upstream accepted it, and the process
+// exits 0.
+func TestServeDrainsSMTPData(t *testing.T) {
+	f := newFixture(t)
+	f.seed(t, alice)
+	smtpAddr := freeAddr(t)
+	cfgPath := f.writeConfig(t, "config.yaml", []listenerSpec{{"smtp", smtpAddr}}, "alice-pw", "")
+	ns := newNotifySocket(t)
+	p := start(t, []string{"NOTIFY_SOCKET=" + ns.path}, "serve", "-config", cfgPath)
+	ns.expect(t, "READY=1")
+
+	c, err := net.DialTimeout("tcp", smtpAddr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	tp := textproto.NewConn(c)
+	expect := func(code int) string {
+		t.Helper()
+		_, msg, err := tp.ReadResponse(code)
+		if err != nil {
+			t.Fatalf("want %d: %v", code, err)
+		}
+		return msg
+	}
+	expect(220)
+	tp.PrintfLine("EHLO test")
+	expect(250)
+	tp.PrintfLine("AUTH PLAIN %s", base64.StdEncoding.EncodeToString([]byte("\x00"+alice+"\x00alice-pw")))
+	expect(235)
+	tp.PrintfLine("MAIL FROM:<%s>", alice)
+	expect(250)
+	tp.PrintfLine("RCPT TO:<%s>", bob)
+	expect(250)
+	tp.PrintfLine("DATA")
+	expect(354)
+	tp.PrintfLine("Subject: sent across a shutdown")
+	tp.PrintfLine("")
+
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	ns.expect(t, "STOPPING=1")
+	tp.PrintfLine("the rest of the message")
+	tp.PrintfLine(".")
+	expect(250)
+	sent := f.fg.Sent()
+	if len(sent) != 1 || !strings.Contains(string(sent[0].Data), "the rest of the message") {
+		t.Errorf("upstream received %d messages: %+v", len(sent), sent)
+	}
+	if code := p.wait(t, 30*time.Second); code != 0 {
+		t.Errorf("exit %d, want 0", code)
+	}
+}
+
+// With WatchdogSec (WATCHDOG_USEC) set, serve pings WATCHDOG=1.
+func TestServeWatchdog(t *testing.T) {
+	f := newFixture(t)
+	cfgPath := f.writeConfig(t, "config.yaml", []listenerSpec{{"imap", "127.0.0.1:0"}}, "alice-pw", "")
+	ns := newNotifySocket(t)
+	start(t, []string{"NOTIFY_SOCKET=" + ns.path, "WATCHDOG_USEC=200000"}, "serve", "-config", cfgPath)
+	ns.expect(t, "READY=1")
+	ns.expect(t, "WATCHDOG=1")
+	ns.expect(t, "WATCHDOG=1")
+}
