@@ -2,8 +2,11 @@ package daemon
 
 import (
 	"encoding/json"
+	"errors"
+	"net"
 	"net/http"
 	"testing"
+	"time"
 
 	"github.com/oauthbridge/oauthbridge/config"
 	"github.com/oauthbridge/oauthbridge/internal/admin"
@@ -48,4 +51,54 @@ func TestAdminEndpoint(t *testing.T) {
 	if b := st.Accounts[1]; b.Account != bob || b.State != "not_authorized" {
 		t.Errorf("account = %+v", b)
 	}
+}
+
+// A reload moving http.listen serves the admin endpoint at the new address
+// and stops the old one.
+func TestReloadMovesAdminEndpoint(t *testing.T) {
+	e := newEnv(t)
+	cfg := e.config(t, []config.Listener{imapListener()}, "alice-pw", "bob-pw")
+	cfg.HTTP.Listen = freeAddr(t)
+	d := e.start(t, cfg)
+	old := d.AdminAddr()
+
+	cfg2 := e.config(t, []config.Listener{imapListener()}, "alice-pw", "bob-pw")
+	cfg2.HTTP.Listen = freeAddr(t)
+	if err := d.Reload(cfg2); err != nil {
+		t.Fatal(err)
+	}
+	if d.AdminAddr() != cfg2.HTTP.Listen {
+		t.Fatalf("AdminAddr = %s, want %s", d.AdminAddr(), cfg2.HTTP.Listen)
+	}
+	resp, err := http.Get("http://" + cfg2.HTTP.Listen + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("new /healthz = %d", resp.StatusCode)
+	}
+	// The old server shuts down in the background; its socket closes first.
+	if err := waitFor(5*time.Second, func() bool {
+		c, err := net.DialTimeout("tcp", old, time.Second)
+		if err == nil {
+			c.Close()
+		}
+		return err != nil
+	}); err != nil {
+		t.Errorf("the old admin address %s still accepts", old)
+	}
+}
+
+// waitFor polls cond until it holds or d passes: for a close that happens
+// on a goroutine the test cannot wait on.
+func waitFor(d time.Duration, cond func() bool) error {
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return errors.New("timed out")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return nil
 }

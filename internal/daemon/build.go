@@ -123,7 +123,7 @@ func sameListener(a *entry, b *listenerPlan) bool {
 type entry struct {
 	info   proxy.ListenerInfo
 	allow  []netip.Prefix
-	lc     config.Listener // as configured, for matching at the next reload
+	lc     config.Listener // as configured, for matching at the next reload; guarded by Daemon.mu
 	sock   *socket
 	view   *socketView
 	tls    *tlsHolder // nil for tls: none

@@ -135,6 +135,7 @@ func (d *Daemon) Reload(cfg *config.Config) (err error) {
 
 	next := make([]*entry, 0, len(plans))
 	var startedNow, replaced, removed []*entry
+	keptConfig := map[*entry]config.Listener{} // written under mu below: Listeners and Healthy read lc
 	kept := 0
 	for i, p := range plans {
 		e := matched[i]
@@ -147,7 +148,7 @@ func (d *Daemon) Reload(cfg *config.Config) (err error) {
 			if e.tls != nil {
 				e.tls.set(p.tls)
 			}
-			e.lc = p.lc
+			keptConfig[e] = p.lc
 			next = append(next, e)
 			kept++
 		default:
@@ -169,6 +170,9 @@ func (d *Daemon) Reload(cfg *config.Config) (err error) {
 		}
 	}
 	d.mu.Lock()
+	for e, lc := range keptConfig {
+		e.lc = lc
+	}
 	d.cfg, d.specs, d.entries = cfg, specs, next
 	d.retired = append(d.retired, replaced...)
 	oldAdmin := d.admin

@@ -14,21 +14,8 @@ import (
 // Healthy returns nil when every listener is accepting and the token store
 // is readable: what /healthz reports.
 func (d *Daemon) Healthy() error {
-	d.mu.Lock()
-	started, stopping, entries := d.started, d.stopping, d.entries
-	d.mu.Unlock()
-	switch {
-	case stopping:
-		return errors.New("daemon: shutting down")
-	case !started:
-		return errors.New("daemon: not started")
-	}
-	for _, e := range entries {
-		select {
-		case <-e.served:
-			return fmt.Errorf("daemon: %s listener %s is not accepting connections", e.info.Protocol, e.lc.Listen)
-		default:
-		}
+	if err := d.listenersHealthy(); err != nil {
+		return err
 	}
 	f, err := os.Open(d.store.Dir())
 	if err == nil {
@@ -37,6 +24,25 @@ func (d *Daemon) Healthy() error {
 	}
 	if err != nil && !errors.Is(err, io.EOF) {
 		return fmt.Errorf("daemon: token store unreadable: %w", err)
+	}
+	return nil
+}
+
+func (d *Daemon) listenersHealthy() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	switch {
+	case d.stopping:
+		return errors.New("daemon: shutting down")
+	case !d.started:
+		return errors.New("daemon: not started")
+	}
+	for _, e := range d.entries {
+		select {
+		case <-e.served:
+			return fmt.Errorf("daemon: %s listener %s is not accepting connections", e.info.Protocol, e.lc.Listen)
+		default:
+		}
 	}
 	return nil
 }
