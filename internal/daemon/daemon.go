@@ -109,6 +109,7 @@ func New(cfg *config.Config, opts Options) (d *Daemon, err error) {
 
 	d.store, err = tokens.OpenStore(cfg.StateDir, cfg.MasterKeyFile)
 	if err != nil {
+		d.lifeCancel()
 		return nil, &config.Error{Path: "state_dir", Msg: err.Error(), Err: err}
 	}
 	opt := ManagerOptions(cfg)

@@ -281,3 +281,30 @@ func freeAddr(t *testing.T) string {
 	ln.Close()
 	return a
 }
+
+// New fails as a whole: the error names the key path and the sockets it
+// had bound already are closed again.
+func TestNewFailureReleasesEverything(t *testing.T) {
+	e := newEnv(t)
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	first := freeAddr(t)
+	cfg := e.config(t, []config.Listener{{Protocol: "imap", Listen: first}, {Protocol: "pop3", Listen: busy.Addr().String()}}, "a", "b")
+	cfg.HTTP.Listen = freeAddr(t)
+	d, err := New(cfg, Options{})
+	if err == nil {
+		d.Close()
+		t.Fatal("New succeeded on a busy port")
+	}
+	if !strings.Contains(err.Error(), "listeners[1].listen") {
+		t.Errorf("New: %v, want the key path listeners[1].listen", err)
+	}
+	ln, err := net.Listen("tcp", first)
+	if err != nil {
+		t.Fatalf("the first listener's port is still bound after the failed New: %v", err)
+	}
+	ln.Close()
+}
