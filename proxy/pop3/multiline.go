@@ -46,8 +46,22 @@ func (s *termScanner) scan(p []byte) int {
 			return i + len(terminator) - k
 		}
 	}
-	if i := bytes.Index(p, []byte(terminator)); i >= 0 {
-		return i + len(terminator)
+	// Inside p: look for the terminator's "." and check around it. '.'
+	// is far rarer than CR or LF (base64 attachments, most of a large
+	// message's bytes, have none), so IndexByte skips most of p at memory
+	// speed where a search for CRLF would stop at every line. A "." too
+	// close to either end of p is left to the check above on the next
+	// chunk (or on this one, for the start).
+	for off := 0; ; {
+		i := bytes.IndexByte(p[off:], '.')
+		if i < 0 {
+			break
+		}
+		i += off
+		if i >= 2 && i+2 < len(p) && p[i-2] == '\r' && p[i-1] == '\n' && p[i+1] == '\r' && p[i+2] == '\n' {
+			return i + 3
+		}
+		off = i + 1
 	}
 	// Keep the last len(terminator)-1 bytes of tail+p.
 	if len(p) >= len(s.tail) {
