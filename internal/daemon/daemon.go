@@ -81,7 +81,7 @@ type Daemon struct {
 // address and the admin endpoint. Nothing serves until Start. On error
 // everything it opened is closed again and the error names the key path
 // when it comes from a config value.
-func New(cfg *config.Config, opts Options) (d *Daemon, err error) {
+func New(cfg *config.Config, opts Options) (_ *Daemon, err error) {
 	if cfg == nil {
 		return nil, errors.New("daemon: no config")
 	}
@@ -93,7 +93,7 @@ func New(cfg *config.Config, opts Options) (d *Daemon, err error) {
 		base = slog.New(slog.DiscardHandler)
 	}
 	ring := &errorRing{}
-	d = &Daemon{
+	d := &Daemon{
 		opts:     opts,
 		ring:     ring,
 		log:      slog.New(newRecentHandler(base.Handler(), ring)),
