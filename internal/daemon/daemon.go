@@ -142,7 +142,9 @@ func New(cfg *config.Config, opts Options) (_ *Daemon, err error) {
 		if err != nil {
 			return nil, listenErr(p.idx, &p.lc, err)
 		}
-		e, err := d.newEntry(p, sock, sock.view())
+		v := sock.newView()
+		sock.handOff(v, nil)
+		e, err := d.newEntry(p, sock, v)
 		if err != nil {
 			sock.close()
 			return nil, err

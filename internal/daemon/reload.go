@@ -77,29 +77,42 @@ func (d *Daemon) Reload(cfg *config.Config) (err error) {
 			}
 		}
 	}
+	// fresh[i] is plan i's new entry: on a new socket, or on the socket of
+	// a matched listener it replaces (a view that owns nothing until the
+	// swap). Entries that keep their listener have none.
 	fresh := make([]*entry, len(plans))
 	var newAdmin *adminServer
 	cleanup := func() {
 		for _, e := range fresh {
 			if e != nil {
-				e.pl.Close() // closes its socket: the view owns it
+				// Closes a new socket (its view owns it); a view built to
+				// replace a running listener owns nothing, so that
+				// listener's socket stays open.
+				e.pl.Close()
 			}
 		}
 		newAdmin.close()
 	}
 	for i, p := range plans {
-		if matched[i] != nil {
-			continue
-		}
-		sock, err := bindSocket(p.lc.Listen)
-		if err != nil {
-			cleanup()
-			return listenErr(p.idx, &p.lc, err)
-		}
-		if fresh[i], err = d.newEntry(p, sock, sock.view()); err != nil {
-			sock.close()
-			cleanup()
-			return err
+		switch e := matched[i]; {
+		case e == nil:
+			sock, err := bindSocket(p.lc.Listen)
+			if err != nil {
+				cleanup()
+				return listenErr(p.idx, &p.lc, err)
+			}
+			v := sock.newView()
+			sock.handOff(v, nil)
+			if fresh[i], err = d.newEntry(p, sock, v); err != nil {
+				sock.close()
+				cleanup()
+				return err
+			}
+		case !sameListener(e, p):
+			if fresh[i], err = d.newEntry(p, e.sock, e.sock.newView()); err != nil {
+				cleanup()
+				return err
+			}
 		}
 	}
 	adminChanged := cfg.HTTP.Listen != old.HTTP.Listen
@@ -152,13 +165,8 @@ func (d *Daemon) Reload(cfg *config.Config) (err error) {
 			next = append(next, e)
 			kept++
 		default:
-			ne, err := d.newEntry(p, e.sock, e.sock.handOff(e.served))
-			if err != nil {
-				// Cannot happen (the plan was checked); the port stays
-				// open on the old listener's socket without a loop.
-				d.log.Error("cannot replace listener", "listen", p.lc.Listen, "err", err)
-				continue
-			}
+			ne := fresh[i]
+			e.sock.handOff(ne.view, e.served)
 			next = append(next, ne)
 			startedNow = append(startedNow, ne)
 			replaced = append(replaced, e)

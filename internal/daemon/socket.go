@@ -33,34 +33,30 @@ func bindSocket(addr string) (*socket, error) {
 	return &socket{ln: ln.(*net.TCPListener)}, nil
 }
 
-// view returns a view owning the socket, for the first Listener on it.
-func (s *socket) view() *socketView {
-	v := &socketView{s: s, done: make(chan struct{})}
-	s.mu.Lock()
-	s.owner = v
-	s.mu.Unlock()
-	return v
+// newView returns a view that does not own the socket yet: a Listener
+// can be built on it before the swap, and handOff makes it the owner.
+func (s *socket) newView() *socketView {
+	return &socketView{s: s, done: make(chan struct{})}
 }
 
-// handOff makes a new view the owner and detaches the old one: the old
-// view's Accept returns net.ErrClosed from now on, and handOff waits
-// (oldServed) for the old accept loop to have returned before the new view
-// is used, so two loops never accept from one socket.
-func (s *socket) handOff(oldServed <-chan struct{}) *socketView {
-	v := &socketView{s: s, done: make(chan struct{})}
+// handOff makes v the owner and detaches the previous owner, if any: the
+// old view's Accept returns net.ErrClosed from now on, and handOff waits
+// for the old accept loop to have returned (oldServed) before v is used,
+// so two loops never accept from one socket.
+func (s *socket) handOff(v *socketView, oldServed <-chan struct{}) {
 	s.mu.Lock()
 	old := s.owner
 	s.owner = v
 	s.mu.Unlock()
-	if old != nil {
-		old.detach()
-		// A deadline in the past wakes an Accept blocked in the old loop;
-		// it sees its view detached and reports the socket closed.
-		s.ln.SetDeadline(time.Now())
-		<-oldServed
-		s.ln.SetDeadline(time.Time{})
+	if old == nil {
+		return
 	}
-	return v
+	old.detach()
+	// A deadline in the past wakes an Accept blocked in the old loop; it
+	// sees its view detached and reports the socket closed.
+	s.ln.SetDeadline(time.Now())
+	<-oldServed
+	s.ln.SetDeadline(time.Time{})
 }
 
 // close closes the socket itself (daemon Close, or cleanup of a socket
