@@ -175,13 +175,21 @@ func TestStatusJSON(t *testing.T) {
 	}
 }
 
-// authorize --no-browser through the paste path: the test plays the
-// browser (follows the printed URL to the fake's auto-approving endpoint,
-// without following the final redirect) and pastes the redirect address.
+// authorize --no-browser through the paste path, while serve runs: the
+// test plays the browser (follows the printed URL to the fake's
+// auto-approving endpoint, without following the final redirect) and
+// pastes the redirect address; the running daemon uses the new tokens at
+// the next login, without a restart.
 func TestAuthorizeNoBrowserPaste(t *testing.T) {
 	f := newFixture(t)
 	imapAddr := freeAddr(t)
 	cfg := f.writeConfig(t, "config.yaml", []listenerSpec{{"imap", imapAddr}}, "alice-pw", "")
+	ns := newNotifySocket(t)
+	start(t, []string{"NOTIFY_SOCKET=" + ns.path}, "serve", "-config", cfg)
+	ns.expect(t, "READY=1")
+	if err := imapLoginErr(imapAddr, alice, "alice-pw"); err == nil || !strings.Contains(err.Error(), "oauthbridge authorize "+alice) {
+		t.Fatalf("login before authorize: %v, want a NO naming the command", err)
+	}
 
 	// ACCOUNT before the flags, flags with two dashes.
 	p := start(t, nil, "authorize", alice, "--no-browser", "--config", cfg)
@@ -205,9 +213,11 @@ func TestAuthorizeNoBrowserPaste(t *testing.T) {
 	if resp.StatusCode != http.StatusFound || !strings.Contains(loc, "code=") {
 		t.Fatalf("authorize endpoint: %d, Location %q", resp.StatusCode, loc)
 	}
+	// A line that is not the address first: it is explained, not fatal.
 	if _, err := p.stdin.Write([]byte("not a url\n" + loc + "\n")); err != nil {
 		t.Fatal(err)
 	}
+	p.expect(t, "That is not the redirect address", 30*time.Second)
 	p.expect(t, "Authorized "+alice, 30*time.Second)
 	if code := p.wait(t, 30*time.Second); code != 0 {
 		t.Fatalf("authorize exit %d", code)
@@ -215,13 +225,8 @@ func TestAuthorizeNoBrowserPaste(t *testing.T) {
 	if files, _ := filepath.Glob(filepath.Join(f.dir, "state", "tokens", "*.token")); len(files) != 1 {
 		t.Errorf("token files: %v", files)
 	}
-
-	// The stored tokens work: serve logs alice in.
-	ns := newNotifySocket(t)
-	start(t, []string{"NOTIFY_SOCKET=" + ns.path}, "serve", "-config", cfg)
-	ns.expect(t, "READY=1")
 	if err := imapLoginErr(imapAddr, alice, "alice-pw"); err != nil {
-		t.Errorf("login after authorize: %v", err)
+		t.Errorf("login through the running daemon after authorize: %v", err)
 	}
 }
 
