@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -17,6 +18,7 @@ import (
 	"github.com/emersion/go-imap/v2/imapclient"
 
 	"github.com/oauthbridge/oauthbridge/internal/doctor"
+	"github.com/oauthbridge/oauthbridge/internal/testpeers"
 )
 
 // demo starts with free ports ($OAUTHBRIDGE_DEMO_PORTS=0), prints the
@@ -51,6 +53,16 @@ func TestDemo(t *testing.T) {
 		t.Fatalf("FETCH 1 ENVELOPE: %v, %+v", err, msgs)
 	}
 	c.Logout().Wait()
+
+	// The printed curl example, as a user would paste it.
+	t.Run("curl", func(t *testing.T) {
+		testpeers.Require(t, "curl")
+		out, err := exec.Command("curl", "--silent", "--show-error", "--max-time", "20",
+			"--user", demoUser+":"+password, "imap://"+imapAddr+"/INBOX;UID=1").CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "Subject: ") {
+			t.Errorf("curl imap://%s/INBOX;UID=1: %v\n%s", imapAddr, err, out)
+		}
+	})
 
 	p.cmd.Process.Signal(syscall.SIGINT)
 	if code := p.wait(t, 30*time.Second); code != 0 {
