@@ -6,14 +6,17 @@
 // Typical use, as the daemon wires it:
 //
 //	srv := &pop3.Server{
-//		Auth:        auth,                 // proxy.LocalAuth
-//		Dialer:      &proxy.Dialer{},
-//		Limits:      limiter,              // per-account cap: "-ERR [IN-USE]"
-//		Logger:      log,
-//		Metrics:     m,
-//		LoginTimeout: cfg.Timeouts.Login,  // 60s
-//		IdleTimeout:  cfg.Timeouts.POP3Idle, // 10m (RFC 1939 §3)
+//		Auth:            auth,    // proxy.LocalAuth
+//		Dialer:          &proxy.Dialer{},
+//		Limits:          limiter, // per-account cap: "-ERR [IN-USE]"
+//		Logger:          log,
+//		Metrics:         m,
+//		LoginTimeout:    cfg.Timeouts.Login,    // 60s
+//		IdleTimeout:     cfg.Timeouts.POP3Idle, // 10m (RFC 1939 §3)
+//		UpstreamTimeout: cfg.Timeouts.Upstream, // 30s
 //	}
+//	// Each proxy.Account's Session policy sets ResumeWithin (config
+//	// resume.within) and RotateBefore.
 //	l, err := proxy.Listen(proxy.ListenerConfig{Info: info, Limiter: limiter}, srv)
 //	go l.Serve()
 //
