@@ -42,6 +42,7 @@ func (e *env) clients() []struct {
 		run  func(*testing.T)
 	}{
 		{"mbsync", e.testMbsync},
+		{"offlineimap", e.testOfflineIMAP},
 	}
 }
 

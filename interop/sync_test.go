@@ -65,3 +65,53 @@ func (e *env) testMbsync(t *testing.T) {
 	compareMessages(t, "mbsync Maildir", stripAll(readMaildir(t, filepath.Join(dir, "mail", "INBOX")), "X-TUID"), src)
 	compareMessages(t, "upstream mailbox after mbsync", e.up.mailbox(t, e.up.user("sync")), src)
 }
+
+// offlineimaprc pulls INBOX of user through the bridge into a Maildir
+// under dir/mail; the remote side is read-only for offlineimap.
+func offlineimaprc(t *testing.T, dir, addr, user string) string {
+	host, port := hostPort(t, addr)
+	return writeFile(t, filepath.Join(dir, "offlineimaprc"), fmt.Sprintf(`[general]
+accounts = bridge
+metadata = %s/meta
+ui = basic
+
+[Account bridge]
+localrepository = local
+remoterepository = bridge
+
+[Repository local]
+type = Maildir
+localfolders = %s/mail
+
+[Repository bridge]
+type = IMAP
+remotehost = %s
+remoteport = %s
+remoteuser = %s
+remotepass = %s
+ssl = no
+starttls = no
+auth_mechanisms = PLAIN, LOGIN
+readonly = True
+folderfilter = lambda f: f == 'INBOX'
+maxconnections = 1
+`, dir, dir, host, port, user, appPassword))
+}
+
+func (e *env) testOfflineIMAP(t *testing.T) {
+	testpeers.Require(t, "offlineimap")
+	src := e.syncSource(t)
+	dir := t.TempDir()
+	rc := offlineimaprc(t, dir, e.b.imap, e.up.user("sync"))
+	start := time.Now()
+	_, _, err := testpeers.Cmd{
+		Name: "offlineimap", Args: []string{"-c", rc, "-o", "-u", "basic"},
+		Env:  []string{"HOME=" + dir}, Timeout: 2 * time.Minute,
+	}.Run(t, clientCtx(t, 2*time.Minute))
+	if err != nil {
+		t.Fatalf("offlineimap: %v", err)
+	}
+	t.Logf("offlineimap synced in %v", time.Since(start).Round(time.Millisecond))
+	compareMessages(t, "offlineimap Maildir", readMaildir(t, filepath.Join(dir, "mail", "INBOX")), src)
+	compareMessages(t, "upstream mailbox after offlineimap", e.up.mailbox(t, e.up.user("sync")), src)
+}
