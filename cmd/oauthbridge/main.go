@@ -9,6 +9,7 @@
 //	oauthbridge status         [-config FILE] [--json]
 //	oauthbridge check          [-config FILE] [--login ACCOUNT]
 //	oauthbridge version
+//	oauthbridge health         [-url URL]             exit 0 when the daemon's /healthz says so
 //
 // Exit codes: 0 ok, 1 runtime failure, 2 usage or config error.
 //
@@ -43,6 +44,7 @@ commands:
   status         [-config FILE] [--json]          accounts, token state, expiry, last error, sessions
   check          [-config FILE] [--login ACCOUNT] validate the config; optionally log in upstream
   version                                         print the version
+  health         [-url URL]                       probe a running daemon's /healthz (container health checks)
 
 The config file is -config FILE, else $OAUTHBRIDGE_CONFIG, else
 /etc/oauthbridge/config.yaml. Flags take one or two dashes and may come
@@ -68,6 +70,7 @@ var commands = map[string]command{
 	"status":        {runStatus},
 	"check":         {runCheck},
 	"version":       {runVersion},
+	"health":        {runHealth},
 }
 
 func main() {
