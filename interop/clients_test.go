@@ -37,13 +37,21 @@ func (e *env) clients() []struct {
 	name string
 	run  func(*testing.T)
 } {
-	return []struct {
+	list := []struct {
 		name string
 		run  func(*testing.T)
 	}{
 		{"mbsync", e.testMbsync},
 		{"offlineimap", e.testOfflineIMAP},
+		{"mbsync-kick", e.testMbsyncKick},
 	}
+	if _, ok := e.up.(midFetchCutter); ok {
+		list = append(list, struct {
+			name string
+			run  func(*testing.T)
+		}{"mbsync-cut-mid-fetch", e.testMbsyncCutMidFetch})
+	}
+	return list
 }
 
 // env is one upstream with the bridge in front of it.

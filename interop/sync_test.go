@@ -12,7 +12,8 @@ import (
 
 // mbsyncrc is an isync 1.4 config pulling INBOX of user through the
 // bridge's plaintext IMAP listener into a Maildir under dir.
-func mbsyncrc(t *testing.T, dir, addr, user string) string {
+// extra is added to the IMAPAccount section (say "PipelineDepth 1").
+func mbsyncrc(t *testing.T, dir, addr, user, extra string) string {
 	host, port := hostPort(t, addr)
 	return writeFile(t, filepath.Join(dir, "mbsyncrc"), fmt.Sprintf(`IMAPAccount bridge
 Host %s
@@ -22,6 +23,7 @@ Pass %s
 SSLType None
 AuthMechs LOGIN
 Timeout 60
+%s
 
 IMAPStore bridge
 Account bridge
@@ -38,14 +40,14 @@ Create Near
 Sync Pull
 Expunge None
 SyncState *
-`, host, port, user, appPassword, filepath.Join(dir, "mail"), filepath.Join(dir, "mail")))
+`, host, port, user, appPassword, extra, filepath.Join(dir, "mail"), filepath.Join(dir, "mail")))
 }
 
 func (e *env) testMbsync(t *testing.T) {
 	testpeers.Require(t, "mbsync")
 	src := e.syncSource(t)
 	dir := t.TempDir()
-	rc := mbsyncrc(t, dir, e.b.imap, e.up.user("sync"))
+	rc := mbsyncrc(t, dir, e.b.imap, e.up.user("sync"), "")
 	if err := os.MkdirAll(filepath.Join(dir, "mail"), 0o700); err != nil {
 		t.Fatal(err)
 	}

@@ -51,7 +51,7 @@ type upstream interface {
 // accounts are the local parts of the users every upstream starts with;
 // each test works on its own account so that tests cannot see each
 // other's mail (the sync account's mailbox is read-only for its tests).
-var accounts = []string{"sync", "kick", "pop-fetchmail", "pop-getmail", "mutt", "submit", "curl"}
+var accounts = []string{"sync", "pop-fetchmail", "pop-getmail", "mutt", "submit", "curl"}
 
 // gmailScope is what the bridge asks the token endpoint for.
 const gmailScope = "https://mail.google.com/"
