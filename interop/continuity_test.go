@@ -38,7 +38,7 @@ func (e *env) testMbsyncKick(t *testing.T) {
 	go func() {
 		out, errOut, err := testpeers.Cmd{
 			Name: "mbsync", Args: []string{"-c", rc, "-V", "inbox"},
-			Env:  []string{"HOME=" + dir},
+			Env: []string{"HOME=" + dir},
 		}.Run(t, ctx)
 		done <- result{out, errOut, err}
 	}()

@@ -108,7 +108,7 @@ func (e *env) testOfflineIMAP(t *testing.T) {
 	start := time.Now()
 	_, _, err := testpeers.Cmd{
 		Name: "offlineimap", Args: []string{"-c", rc, "-o", "-u", "basic"},
-		Env:  []string{"HOME=" + dir}, Timeout: 2 * time.Minute,
+		Env: []string{"HOME=" + dir}, Timeout: 2 * time.Minute,
 	}.Run(t, clientCtx(t, 2*time.Minute))
 	if err != nil {
 		t.Fatalf("offlineimap: %v", err)
