@@ -11,12 +11,62 @@ import (
 	"github.com/oauthbridge/oauthbridge/internal/testpeers"
 )
 
+// background is a client run in its own goroutine, owned by the test:
+// every path out of the test cancels it and waits for it (stop).
+type background struct {
+	cancel      context.CancelFunc
+	done        chan struct{} // closed when the run has returned
+	out, errOut string        // valid after done
+	err         error         // valid after done
+}
+
+func runInBackground(t *testing.T, c testpeers.Cmd) *background {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	b := &background{cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(b.done)
+		b.out, b.errOut, b.err = c.Run(t, ctx)
+	}()
+	return b
+}
+
+// stop kills the run if it is still going and waits for it.
+func (b *background) stop() {
+	b.cancel()
+	<-b.done
+}
+
+// waitMaildir waits until the run has stored n messages in the Maildir
+// folder dir. No event tells how far a client got: it polls the Maildir.
+func (b *background) waitMaildir(t *testing.T, dir string, n int) int {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		if have := countMaildir(dir); have >= n {
+			return have
+		}
+		select {
+		case <-b.done:
+			t.Fatalf("client ended (%v) before %d messages arrived (%d did)", b.err, n, countMaildir(dir))
+		case <-time.After(2 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d of %d messages after a minute", countMaildir(dir), n)
+		}
+	}
+}
+
 // testMbsyncKick syncs the 1,000-message mailbox with mbsync and, a third
 // of the way through, has the upstream end the bridge's session (fakegmail:
 // Gmail's "* BYE Session expired", written between responses; Dovecot:
 // doveadm kick). The bridge must resume upstream without mbsync noticing
 // (DESIGN §4 continuity): the sync completes and the Maildir holds exactly
 // the upstream's messages.
+//
+// PipelineDepth 1 makes mbsync fetch one message at a time, so the kick
+// lands among the fetches: with its default (unlimited pipelining) mbsync
+// has every UID FETCH answered long before it has stored a third of them,
+// and the kick would hit an idle session.
 func (e *env) testMbsyncKick(t *testing.T) {
 	testpeers.Require(t, "mbsync")
 	src := e.syncSource(t)
@@ -27,50 +77,19 @@ func (e *env) testMbsyncKick(t *testing.T) {
 	if err := os.MkdirAll(filepath.Join(dir, "mail"), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	resumed := e.b.logLines("resumed upstream session")
+	resumed := e.b.logLines("resumed upstream session", "account="+user)
 
-	type result struct {
-		out, errOut string
-		err         error
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	done := make(chan result, 1)
-	go func() {
-		out, errOut, err := testpeers.Cmd{
-			Name: "mbsync", Args: []string{"-c", rc, "-V", "inbox"},
-			Env: []string{"HOME=" + dir},
-		}.Run(t, ctx)
-		done <- result{out, errOut, err}
-	}()
-	defer func() {
-		cancel()
-		<-done
-		done <- result{} // for the deferred receive above when the test body already took it
-	}()
-
-	// No event tells how far mbsync got: poll its Maildir.
-	deadline := time.Now().Add(time.Minute)
-	for countMaildir(inbox) < syncMailboxSize/3 {
-		select {
-		case r := <-done:
-			done <- r
-			t.Fatalf("mbsync ended before a third of the mailbox arrived: %v", r.err)
-		case <-time.After(2 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("mbsync: only %d messages after a minute", countMaildir(inbox))
-		}
-	}
-	at := countMaildir(inbox)
+	run := runInBackground(t, testpeers.Cmd{Name: "mbsync", Args: []string{"-c", rc, "-V", "inbox"}, Env: []string{"HOME=" + dir}})
+	defer run.stop()
+	at := run.waitMaildir(t, inbox, syncMailboxSize/3)
 	e.up.kick(t, user)
 	t.Logf("kicked the upstream session with %d of %d messages synced", at, syncMailboxSize)
-	r := <-done
-	done <- r
-	if r.err != nil {
-		t.Fatalf("mbsync after the kick: %v", r.err)
+	<-run.done
+	if run.err != nil {
+		t.Fatalf("mbsync after the kick: %v", run.err)
 	}
-	if got := e.b.logLines("resumed upstream session"); got <= resumed {
-		t.Errorf("the bridge logged no resume (%d resume lines before, %d after)", resumed, got)
+	if got := e.b.logLines("resumed upstream session", "account="+user); got != resumed+1 {
+		t.Errorf("the bridge logged %d resumes, want 1", got-resumed)
 	}
 	compareMessages(t, "mbsync Maildir", stripAll(readMaildir(t, inbox), "X-TUID"), src)
 }
@@ -105,51 +124,27 @@ func (e *env) testMbsyncCutMidFetch(t *testing.T) {
 	if err := os.MkdirAll(filepath.Join(dir, "mail"), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	closed := e.b.logLines("closing client session", user)
-	run := testpeers.Cmd{Name: "mbsync", Args: []string{"-c", rc, "-V", "inbox"}, Env: []string{"HOME=" + dir}}
+	closed := e.b.logLines("closing client session", "account="+user)
+	cmd := testpeers.Cmd{Name: "mbsync", Args: []string{"-c", rc, "-V", "inbox"}, Env: []string{"HOME=" + dir}}
 
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	done := make(chan error, 1)
-	var firstErr string
-	go func() {
-		_, errOut, err := run.Run(t, ctx)
-		firstErr = errOut
-		done <- err
-	}()
-	var fired <-chan struct{}
-	defer func() {
-		cancel()
-		if fired == nil { // the test body did not wait for mbsync
-			<-done
-		}
-	}()
-	deadline := time.Now().Add(time.Minute)
-	for countMaildir(inbox) < syncMailboxSize/3 {
-		select {
-		case err := <-done:
-			fired = make(chan struct{})
-			t.Fatalf("mbsync ended before a third of the mailbox arrived: %v", err)
-		case <-time.After(2 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("mbsync: only %d messages after a minute", countMaildir(inbox))
-		}
-	}
-	fired = cutter.cutNextFetch(user)
-	err := <-done
+	run := runInBackground(t, cmd)
+	defer run.stop()
+	run.waitMaildir(t, inbox, syncMailboxSize/3)
+	fired := cutter.cutNextFetch(user)
+	<-run.done
 	select {
 	case <-fired:
 	default:
-		t.Fatalf("mbsync finished (%v) without another UID FETCH: the cut never happened", err)
+		t.Fatalf("mbsync finished (%v) without another UID FETCH: the cut never happened", run.err)
 	}
-	if err == nil {
+	if run.err == nil {
 		t.Errorf("mbsync exited 0 although its session was closed inside a FETCH response")
 	}
-	if got := e.b.logLines("closing client session", user); got <= closed {
-		t.Errorf("the bridge did not log closing the client session")
+	if got := e.b.logLines("closing client session", "account="+user); got != closed+1 {
+		t.Errorf("the bridge logged closing %d client sessions, want 1", got-closed)
 	}
 	partial := stripAll(readMaildir(t, inbox), "X-TUID")
-	t.Logf("first run: %v, %d of %d messages stored; mbsync said:\n%s", err, len(partial), syncMailboxSize, firstErr)
+	t.Logf("first run: %v, %d of %d messages stored; mbsync said:\n%s", run.err, len(partial), syncMailboxSize, run.errOut)
 	want := make(map[[32]byte]bool, len(src))
 	for _, m := range src {
 		want[digest(m)] = true
@@ -160,7 +155,7 @@ func (e *env) testMbsyncCutMidFetch(t *testing.T) {
 		}
 	}
 
-	if _, _, err := run.Run(t, clientCtx(t, 2*time.Minute)); err != nil {
+	if _, _, err := cmd.Run(t, clientCtx(t, 2*time.Minute)); err != nil {
 		t.Fatalf("second mbsync run: %v", err)
 	}
 	compareMessages(t, "mbsync Maildir after the second run", stripAll(readMaildir(t, inbox), "X-TUID"), src)
