@@ -44,6 +44,8 @@ func (e *env) clients() []struct {
 		{"mbsync", e.testMbsync},
 		{"offlineimap", e.testOfflineIMAP},
 		{"mbsync-kick", e.testMbsyncKick},
+		{"fetchmail", e.testFetchmail},
+		{"getmail", e.testGetmail},
 	}
 	if _, ok := e.up.(midFetchCutter); ok {
 		list = append(list, struct {
