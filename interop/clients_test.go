@@ -46,6 +46,8 @@ func (e *env) clients() []struct {
 		{"mbsync-kick", e.testMbsyncKick},
 		{"fetchmail", e.testFetchmail},
 		{"getmail", e.testGetmail},
+		{"msmtp", e.testMsmtp},
+		{"swaks", e.testSwaks},
 	}
 	if _, ok := e.up.(midFetchCutter); ok {
 		list = append(list, struct {
