@@ -159,14 +159,15 @@ func (t *target) measureIdle() error {
 		live := n - openFailed
 		perRSS := float64(rss-rss0) / float64(live)
 		perRSSGC := float64(st.RSSKiB-base.RSSKiB) / float64(live)
-		perHeap := float64(int64(st.HeapInuse+st.StackInuse)-int64(base.HeapInuse+base.StackInuse)) / 1024 / float64(live)
+		perHeap := float64(int64(st.HeapInuse)-int64(base.HeapInuse)) / 1024 / float64(live)
+		perStack := float64(int64(st.StackInuse)-int64(base.StackInuse)) / 1024 / float64(live)
 		t.rep.add(Row{Upstream: UpstreamFakeGmail, Command: cmd,
 			What:   fmt.Sprintf("memory per idle IMAP session (logged in, INBOX selected) at %d sessions: bridge VmRSS growth / sessions (after a forced GC)", n),
 			Bridge: fmt.Sprintf("%.1f KiB (%.1f KiB)", perRSS, perRSSGC),
 			Target: fmt.Sprintf("≤ %d KiB", memoryTarget), Met: verdict(perRSS <= memoryTarget)})
 		t.rep.add(Row{Upstream: UpstreamFakeGmail, Command: cmd,
-			What:   fmt.Sprintf("… of which Go heap in use + goroutine stacks, per session, at %d; goroutines per session", n),
-			Bridge: fmt.Sprintf("%.1f KiB; %.1f", perHeap, float64(st.Goroutines-base.Goroutines)/float64(live))})
+			What:   fmt.Sprintf("… Go heap in use + goroutine stacks per session at %d (after a forced GC); goroutines per session", n),
+			Bridge: fmt.Sprintf("%.1f + %.1f KiB; %.1f", perHeap, perStack, float64(st.Goroutines-base.Goroutines)/float64(live))})
 		t.rep.add(Row{Upstream: UpstreamFakeGmail, Command: cmd,
 			What:   fmt.Sprintf("opening sessions %d–%d (connect, LOGIN, SELECT; %d client goroutines): sessions/s", prev+1, n, t.cfg.Workers),
 			Bridge: fmt.Sprintf("%.0f/s", float64(n-prev)/took.Seconds())})
