@@ -36,12 +36,14 @@ func TestAgainstDovecot(t *testing.T) {
 
 	for name, a := range map[string]*proxy.Account{"implicit": implicit, "starttls": starttls} {
 		steps := Check(context.Background(), nil, a, []string{"imap", "pop3", "smtp"})
+		want := 3 * 5 // dns, connect, tls, token, login per protocol
+		if name == "starttls" {
+			want += 3
+		}
+		if len(steps) != want {
+			t.Errorf("%s: %d steps, want %d: %s", name, len(steps), want, verdicts(steps))
+		}
 		for _, s := range steps {
-			// The login step needs the protocol package's CheckUpstream;
-			// every step before it is the doctor's own.
-			if s.Name == StepLogin && DefaultUpstreamChecks[s.Proto] == nil {
-				continue
-			}
 			if !s.OK {
 				t.Errorf("%s: %s/%s failed: %s (fix: %s)", name, s.Proto, s.Name, s.Detail, s.Fix)
 			}
@@ -53,8 +55,10 @@ func TestAgainstDovecot(t *testing.T) {
 				}
 			}
 		}
-		if l := find(t, steps, "imap", StepLogin); !strings.Contains(l.Detail, "logged in as "+user) {
-			t.Errorf("%s: imap login: %+v", name, l)
+		for _, p := range []string{"imap", "pop3", "smtp"} {
+			if l := find(t, steps, p, StepLogin); !strings.Contains(l.Detail, "logged in as "+user) {
+				t.Errorf("%s: %s login: %+v", name, p, l)
+			}
 		}
 	}
 
@@ -63,8 +67,10 @@ func TestAgainstDovecot(t *testing.T) {
 		return &oauth2.Token{AccessToken: "revoked-" + user, Expiry: time.Now().Add(time.Hour)}, nil
 	})
 	implicit.Tokens = revoked
-	steps := Check(context.Background(), nil, implicit, []string{"imap"})
-	if l := find(t, steps, "imap", StepLogin); l.OK || !strings.Contains(l.Fix, "oauthbridge authorize "+user) {
-		t.Errorf("refused token: %+v", l)
+	steps := Check(context.Background(), nil, implicit, []string{"imap", "pop3", "smtp"})
+	for _, p := range []string{"imap", "pop3", "smtp"} {
+		if l := find(t, steps, p, StepLogin); l.OK || !strings.Contains(l.Fix, "oauthbridge authorize "+user) {
+			t.Errorf("%s refused token: %+v", p, l)
+		}
 	}
 }

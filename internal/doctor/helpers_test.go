@@ -85,13 +85,6 @@ func find(t *testing.T, steps []Step, proto, name string) Step {
 	return Step{}
 }
 
-func requireUpstreamCheck(t *testing.T, proto string) {
-	t.Helper()
-	if DefaultUpstreamChecks[proto] == nil {
-		t.Skipf("proxy/%s.CheckUpstream is not in the tree yet, so the %s login step cannot run", proto, proto)
-	}
-}
-
 // startPlain runs a plaintext server for the STARTTLS paths: serve runs
 // on every accepted connection, until the test ends and waits for it.
 func startPlain(t *testing.T, serve func(c net.Conn, br *bufio.Reader)) string {

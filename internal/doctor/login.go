@@ -7,11 +7,15 @@ import (
 
 	"github.com/oauthbridge/oauthbridge/proxy"
 	"github.com/oauthbridge/oauthbridge/proxy/imap"
+	"github.com/oauthbridge/oauthbridge/proxy/pop3"
+	"github.com/oauthbridge/oauthbridge/proxy/smtp"
 )
 
 // DefaultUpstreamChecks are the protocol packages' login checks.
 var DefaultUpstreamChecks = map[string]UpstreamCheck{
 	"imap": imap.CheckUpstream,
+	"pop3": pop3.CheckUpstream,
+	"smtp": smtp.CheckUpstream,
 }
 
 // tokenStep gets an access token the way a session does.
