@@ -47,7 +47,7 @@ fi
 PEER_PACKAGES=(
 	dovecot-core dovecot-imapd dovecot-pop3d dovecot-submissiond
 	curl python3 fetchmail swaks msmtp openssl isync offlineimap getmail6
-	neomutt chromium
+	neomutt chromium systemd
 	gcc libc6-dev
 )
 
