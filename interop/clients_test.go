@@ -48,6 +48,7 @@ func (e *env) clients() []struct {
 		{"getmail", e.testGetmail},
 		{"msmtp", e.testMsmtp},
 		{"swaks", e.testSwaks},
+		{"curl", e.testCurl},
 	}
 	if _, ok := e.up.(midFetchCutter); ok {
 		list = append(list, struct {

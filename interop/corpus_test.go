@@ -17,7 +17,7 @@ import (
 // largest), so a 1,000-message mailbox is about 10 MiB and syncs fast
 // enough under -race while still crossing every buffer size that matters.
 // Every seventh message has lines that start with "." (one exactly ".",
-// which POP3 and SMTP must dot-stuff), every fifth is 8-bit UTF-8 text
+// which POP3 and SMTP must dot-stuff), every third is 8-bit UTF-8 text
 // (Content-Transfer-Encoding: 8bit), and every eleventh has body lines
 // starting with "From " (which mbox-minded clients like to mangle).
 func corpus(prefix string, n int, seed uint64) [][]byte {
@@ -31,7 +31,7 @@ func corpus(prefix string, n int, seed uint64) [][]byte {
 		case i%10 == 9:
 			size = 16*1024 + rng.IntN(48*1024)
 		}
-		msgs[i] = message(rng, prefix, i+1, size, i%7 == 3, i%5 == 2, i%11 == 5)
+		msgs[i] = message(rng, prefix, i+1, size, i%7 == 3, i%3 == 1, i%11 == 5)
 	}
 	return msgs
 }
@@ -220,13 +220,16 @@ func countMaildir(dir string) int {
 func TestCorpus(t *testing.T) {
 	msgs := corpus("corpus", 1000, 1)
 	seen := map[[32]byte]bool{}
-	var dots, eight, big, total int
+	var dots, eight, big, bigEight, total int
 	for i, m := range msgs {
 		if len(m) < 1024 || len(m) > 200*1024 {
 			t.Errorf("message %d: %d bytes", i+1, len(m))
 		}
 		if len(m) == 200*1024 {
 			big++
+		}
+		if len(m) > 64*1024 && bytes.ContainsFunc(m, func(r rune) bool { return r >= 0x80 }) {
+			bigEight++
 		}
 		if bytes.Contains(m, []byte("\r\n.\r\n")) {
 			dots++
@@ -244,8 +247,8 @@ func TestCorpus(t *testing.T) {
 		seen[d] = true
 		total += len(m)
 	}
-	if big != 10 || dots < 100 || eight < 150 {
-		t.Errorf("corpus: %d of 200 KiB, %d with a lone dot line, %d 8-bit", big, dots, eight)
+	if big != 10 || dots < 100 || eight < 300 || bigEight == 0 {
+		t.Errorf("corpus: %d of 200 KiB, %d with a lone dot line, %d 8-bit, %d 8-bit over 64 KiB", big, dots, eight, bigEight)
 	}
 	t.Logf("corpus: %d messages, %d bytes", len(msgs), total)
 }

@@ -5,9 +5,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
 	"testing"
 	"time"
 
+	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
 	"github.com/emersion/go-sasl"
 
@@ -41,6 +43,8 @@ type upstream interface {
 	seed(t testing.TB, user string, msgs [][]byte)
 	// mailbox is user's INBOX, in UID order, CRLF line ends.
 	mailbox(t testing.TB, user string) [][]byte
+	// uids are the UIDs of user's INBOX, in order.
+	uids(t testing.TB, user string) []uint32
 	// waitSent waits until n messages in total were accepted by SMTP.
 	waitSent(t testing.TB, n int) []sentMessage
 	// kick ends every upstream session of user now, as the upstream itself
@@ -104,6 +108,19 @@ func (f *fakeGmail) mailbox(t testing.TB, user string) [][]byte {
 	out := make([][]byte, len(msgs))
 	for i, m := range msgs {
 		out[i] = m.Data
+	}
+	return out
+}
+
+func (f *fakeGmail) uids(t testing.TB, user string) []uint32 {
+	t.Helper()
+	msgs, _, err := f.fg.Messages(user, "INBOX")
+	if err != nil {
+		t.Fatalf("fakegmail: messages of %s: %v", user, err)
+	}
+	out := make([]uint32, len(msgs))
+	for i, m := range msgs {
+		out[i] = m.UID
 	}
 	return out
 }
@@ -213,17 +230,59 @@ func (d *dovecot) appendEvery(user string, msgs [][]byte, first, step int) error
 	return c.Logout().Wait()
 }
 
+// mailbox reads user's INBOX from Dovecot over IMAP (its own, direct
+// session; EXAMINE, BODY.PEEK). Not testpeers' Dovecot.Messages: doveadm's
+// JSON output (2.3.19) replaces a UTF-8 sequence that straddles a 64 KiB
+// boundary of the message text with U+FFFD, so 8-bit messages over 64
+// KiB come back altered.
 func (d *dovecot) mailbox(t testing.TB, user string) [][]byte {
 	t.Helper()
-	msgs, err := d.d.Messages(user, "INBOX")
+	_, msgs := d.fetchAll(t, user)
+	return msgs
+}
+
+func (d *dovecot) uids(t testing.TB, user string) []uint32 {
+	t.Helper()
+	uids, _ := d.fetchAll(t, user)
+	return uids
+}
+
+// fetchAll returns the UIDs and messages of user's INBOX in UID order.
+func (d *dovecot) fetchAll(t testing.TB, user string) ([]uint32, [][]byte) {
+	t.Helper()
+	c, err := imapclient.DialTLS(d.d.IMAPAddr(), &imapclient.Options{TLSConfig: d.d.TLSConfig()})
 	if err != nil {
-		t.Fatalf("dovecot: messages of %s: %v", user, err)
+		t.Fatalf("dovecot: dial: %v", err)
 	}
-	out := make([][]byte, len(msgs))
-	for i, m := range msgs {
-		out[i] = m.Text
+	defer c.Close()
+	access, _ := d.oa.Issue(user)
+	if err := c.Authenticate(&xoauth2{user: user, token: access}); err != nil {
+		t.Fatalf("dovecot: authenticate %s: %v", user, err)
 	}
-	return out
+	sel, err := c.Select("INBOX", &imap.SelectOptions{ReadOnly: true}).Wait()
+	if err != nil {
+		t.Fatalf("dovecot: examine INBOX of %s: %v", user, err)
+	}
+	if sel.NumMessages == 0 {
+		return nil, nil
+	}
+	section := &imap.FetchItemBodySection{Peek: true}
+	all := imap.SeqSet{}
+	all.AddRange(1, 0) // 1:*
+	bufs, err := c.Fetch(all, &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{section}}).Collect()
+	if err != nil {
+		t.Fatalf("dovecot: fetch INBOX of %s: %v", user, err)
+	}
+	sort.Slice(bufs, func(i, j int) bool { return bufs[i].UID < bufs[j].UID })
+	uids := make([]uint32, len(bufs))
+	msgs := make([][]byte, len(bufs))
+	for i, b := range bufs {
+		uids[i], msgs[i] = uint32(b.UID), b.FindBodySection(section)
+	}
+	if err := c.Logout().Wait(); err != nil {
+		t.Logf("dovecot: logout: %v", err)
+	}
+	return uids, msgs
 }
 
 func (d *dovecot) waitSent(t testing.TB, n int) []sentMessage {
