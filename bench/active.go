@@ -19,6 +19,7 @@ type activeResult struct {
 	firstErr  error
 	elapsed   time.Duration
 	latency   []time.Duration
+	cpu       cpuUse // client, bridge, upstream, during the timed run
 }
 
 // activeOps are the mixed commands, run round-robin from a per-session
@@ -29,7 +30,7 @@ var activeOps = []string{"NOOP", "UID FETCH", "UID SEARCH", "UID STORE", "SELECT
 // the mixed commands on all of them at once for d, one goroutine per
 // session, one command at a time each. Any NO, BAD, BYE, I/O error or
 // timeout is a protocol error; the session stops at its first.
-func (t *target) runActive(n int, d time.Duration, direct bool) activeResult {
+func (t *target) runActive(n int, d time.Duration, direct bool, meter cpuMeter) activeResult {
 	type session struct {
 		c    *wire.IMAP
 		uids []uint32
@@ -67,6 +68,7 @@ func (t *target) runActive(n int, d time.Duration, direct bool) activeResult {
 		sessions[i] = s
 		return nil
 	})
+	cpu0 := meter.read()
 	start := time.Now()
 	deadline := start.Add(d)
 	var wg sync.WaitGroup
@@ -118,6 +120,10 @@ func (t *target) runActive(n int, d time.Duration, direct bool) activeResult {
 	}
 	wg.Wait()
 	res.elapsed = time.Since(start)
+	cpu1 := meter.read()
+	for i := range res.cpu {
+		res.cpu[i] = cpu1[i] - cpu0[i]
+	}
 	return res
 }
 
@@ -141,9 +147,10 @@ func searchUIDs(line []byte) []uint32 {
 // zero on the bridge.
 func (t *target) measureActive() error {
 	n, d := t.cfg.ActiveSessions, t.cfg.ActiveDuration
-	direct := t.runActive(n, d, true)
+	meter := t.cpuMeter()
+	direct := t.runActive(n, d, true, meter)
 	stop := profileBridge(t.cfg, t.rep, t.br, "fakegmail-active")
-	bridged := t.runActive(n, d, false)
+	bridged := t.runActive(n, d, false, meter)
 	stop()
 	for _, r := range []struct {
 		name string
@@ -163,6 +170,16 @@ func (t *target) measureActive() error {
 		What:   "… command latency p50 / p99",
 		Direct: fmtDur(percentile(direct.latency, 50)) + " / " + fmtDur(percentile(direct.latency, 99)),
 		Bridge: fmtDur(percentile(bridged.latency, 50)) + " / " + fmtDur(percentile(bridged.latency, 99))})
+	perOp := func(r activeResult, i int) string {
+		if r.ops == 0 || r.cpu[i] == 0 {
+			return "—"
+		}
+		return fmt.Sprintf("%.0f", float64(r.cpu[i].Microseconds())/float64(r.ops))
+	}
+	t.rep.add(Row{Upstream: UpstreamFakeGmail, Command: cmd,
+		What:   "… CPU µs per command: client / bridge / upstream",
+		Direct: perOp(direct, 0) + " / — / " + perOp(direct, 2),
+		Bridge: perOp(bridged, 0) + " / " + perOp(bridged, 1) + " / " + perOp(bridged, 2)})
 	t.rep.add(Row{Upstream: UpstreamFakeGmail, Command: cmd,
 		What:   "… errors (session setup + protocol errors during the run)",
 		Direct: fmt.Sprintf("%d + %d", direct.setupErrs, direct.errs),

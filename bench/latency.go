@@ -46,9 +46,11 @@ func (t *target) measureLatency() error {
 		samples[k] = [2][]time.Duration{make([]time.Duration, 0, n), make([]time.Duration, 0, n)}
 	}
 	stop := func() {}
+	var bridgeCPU time.Duration
 	for i := -warm; i < n; i++ {
 		if i == 0 {
 			stop = t.profile(MeasureLatency)
+			bridgeCPU = cpuTime(t.br.info.PID)
 		}
 		for k, cmd := range commands {
 			line := cmd.line(i + warm)
@@ -72,6 +74,7 @@ func (t *target) measureLatency() error {
 			}
 		}
 	}
+	bridgeCPU = cpuTime(t.br.info.PID) - bridgeCPU
 	stop()
 	for k, cmd := range commands {
 		for _, q := range []struct {
@@ -88,6 +91,11 @@ func (t *target) measureLatency() error {
 				Command: t.cfg.command(t.name(), MeasureLatency),
 			})
 		}
+	}
+	if bridgeCPU > 0 {
+		t.rep.add(Row{Upstream: t.name(), Command: t.cfg.command(t.name(), MeasureLatency),
+			What:   "… bridge CPU per relayed command (both kinds, mean)",
+			Bridge: fmtDur(bridgeCPU / time.Duration(n*len(commands)))})
 	}
 	return nil
 }
