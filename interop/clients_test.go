@@ -46,6 +46,8 @@ func (e *env) clients() []struct {
 		{"mbsync-kick", e.testMbsyncKick},
 		{"fetchmail", e.testFetchmail},
 		{"getmail", e.testGetmail},
+		{"neomutt-send", e.testNeomuttSend},
+		{"neomutt-read", e.testNeomuttRead},
 		{"msmtp", e.testMsmtp},
 		{"swaks", e.testSwaks},
 		{"curl", e.testCurl},
