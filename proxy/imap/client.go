@@ -6,6 +6,8 @@ import (
 	"io"
 	"strings"
 	"time"
+
+	"github.com/oauthbridge/oauthbridge/proxy"
 )
 
 // clientLoop reads the client's commands and forwards them upstream until
@@ -42,6 +44,9 @@ func (s *session) clientLoop() error {
 
 // handleCommand deals with one client command whose first line is line.
 func (s *session) handleCommand(line []byte) error {
+	if s.trace {
+		s.log.Debug("C: " + truncate(string(trimEOL(proxy.RedactClientLine("imap", line)))))
+	}
 	tag, name, args := splitCommand(trimEOL(line))
 	if tag == "" || name == "" {
 		return s.refuse(line, "* BAD Invalid command")

@@ -145,6 +145,7 @@ func readPreauthCommand(cl *clientConn) ([]segment, error) {
 		if err != nil {
 			return nil, err
 		}
+		cl.traceClient(line)
 		text := append([]byte(nil), trimEOL(line)...)
 		lit, ok, err := parseLiteral(line)
 		if err != nil || (ok && len(segs) >= 3) {
@@ -170,6 +171,9 @@ func readPreauthCommand(cl *clientConn) ([]segment, error) {
 		data := make([]byte, lit.size)
 		if _, err := io.ReadFull(cl.br, data); err != nil {
 			return nil, err
+		}
+		if cl.trace != nil {
+			cl.trace.Debug(fmt.Sprintf("C: <literal, %d octets>", lit.size))
 		}
 		segs = append(segs, segment{text: text, lit: data})
 	}
@@ -273,6 +277,7 @@ func (s *Server) authenticateCommand(ctx context.Context, cl *clientConn, log *s
 			}
 			return nil, err
 		}
+		cl.traceClient(line)
 		resp := trimEOL(line)
 		if len(resp) == 1 && resp[0] == '*' {
 			// RFC 3501 §6.2.2: a "*" line cancels; the server answers BAD.

@@ -63,6 +63,9 @@ func (s *session) readResponses(u *upstream) (reason string, err error) {
 		if len(trimEOL(line)) == 0 {
 			return "error", errors.New("imap: upstream sent an empty line")
 		}
+		if s.trace {
+			s.log.Debug("S: " + truncate(string(trimEOL(line))))
+		}
 		if u.retired.Load() {
 			// Replaced by a rotation: its LOGOUT answer and anything else
 			// it still says are not the client's.

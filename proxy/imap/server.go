@@ -101,6 +101,9 @@ func (s *Server) ServeConn(ctx context.Context, c *proxy.Conn) {
 	log := s.logger().With("proto", "imap", "session", c.ID, "client_ip", c.Remote.String())
 
 	cl := newClientConn(c, s.writeTimeout())
+	if log.Enabled(ctx, slog.LevelDebug) {
+		cl.trace, cl.red = log, proxy.NewRedactor("imap")
+	}
 	login, err := s.preauth(ctx, cl, log)
 	if err != nil {
 		if !isClosedErr(err) {
@@ -123,6 +126,11 @@ type clientConn struct {
 	bw           *bufio.Writer
 	writeTimeout time.Duration
 	scratch      []byte // for overlong lines; owned by the reading goroutine
+
+	// trace, when set (debug level), gets the pre-auth transcript with
+	// credentials masked by red.
+	trace *slog.Logger
+	red   *proxy.Redactor
 }
 
 func newClientConn(c *proxy.Conn, writeTimeout time.Duration) *clientConn {
@@ -145,6 +153,10 @@ func (c *clientConn) flush() error {
 
 // writeLine writes s followed by CRLF and flushes.
 func (c *clientConn) writeLine(s string) error {
+	if c.trace != nil {
+		c.red.Server([]byte(s))
+		c.trace.Debug("S: " + truncate(s))
+	}
 	c.bw.WriteString(s)
 	c.bw.WriteString("\r\n")
 	return c.flush()
@@ -161,3 +173,19 @@ func isClosedErr(err error) bool {
 }
 
 var errClientGone = errors.New("imap: client connection closed")
+
+// traceClient logs a pre-auth client line at debug level, masked.
+func (c *clientConn) traceClient(line []byte) {
+	if c.trace != nil {
+		c.trace.Debug("C: " + truncate(string(trimEOL(c.red.Client(line)))))
+	}
+}
+
+// truncate shortens a transcript line for the log.
+func truncate(s string) string {
+	const max = 200
+	if len(s) > max {
+		return s[:max] + "..."
+	}
+	return s
+}

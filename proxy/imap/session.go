@@ -61,6 +61,10 @@ type session struct {
 
 	ctx    context.Context // cancelled when the session closes
 	cancel context.CancelFunc
+
+	// trace is set at debug level: the transcript of command and response
+	// lines (not literal contents), client lines masked.
+	trace bool
 }
 
 // command is a client command (or one of the bridge's own) in flight.
@@ -113,6 +117,7 @@ func newSession(s *Server, cl *clientConn, lg *login, log *slog.Logger) *session
 	}
 	sess.cond = sync.NewCond(&sess.mu)
 	sess.ctx, sess.cancel = context.WithCancel(context.Background())
+	sess.trace = sess.log.Enabled(sess.ctx, slog.LevelDebug)
 	return sess
 }
 
