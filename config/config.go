@@ -70,6 +70,11 @@ type HTTP struct {
 	// page can start an authorization flow.
 	Listen      string `yaml:"listen"`
 	AllowRemote bool   `yaml:"allow_remote"` // false
+	// Hosts are extra names the endpoint answers to in the Host header
+	// (say the name Prometheus scrapes it by); loopback names and
+	// addresses always work. Other names are refused: a DNS-rebinding
+	// defence.
+	Hosts []string `yaml:"hosts"`
 }
 
 // Limits bound concurrent sessions. Zero means the default; negative

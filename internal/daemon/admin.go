@@ -31,7 +31,7 @@ func (d *Daemon) newAdmin(cfg *config.Config) (*adminServer, error) {
 		return nil, &config.Error{Path: "http.listen", Msg: "cannot listen on " + cfg.HTTP.Listen + ": " + err.Error(), Err: err}
 	}
 	return &adminServer{ln: ln, srv: &http.Server{
-		Handler:           d.adminHandler(),
+		Handler:           d.adminHandler(cfg.HTTP.Hosts),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      60 * time.Second,
@@ -87,8 +87,8 @@ func (a *adminServer) close() {
 // adminHandler is the admin endpoint's handler: /healthz, /metrics,
 // /status.json, the status page and its authorization flow, reading the
 // Daemon (an admin.Source).
-func (d *Daemon) adminHandler() http.Handler {
-	return admin.New(d, d.metrics, d.log.With("component", "admin"))
+func (d *Daemon) adminHandler(hosts []string) http.Handler {
+	return admin.New(d, d.metrics, d.log.With("component", "admin"), admin.AllowHost(hosts...))
 }
 
 var _ admin.Source = (*Daemon)(nil)

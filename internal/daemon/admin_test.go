@@ -102,3 +102,29 @@ func waitFor(d time.Duration, cond func() bool) error {
 	}
 	return nil
 }
+
+// http.hosts lets the admin endpoint answer to extra Host names (a
+// Prometheus scraping it by name); others stay refused.
+func TestAdminHosts(t *testing.T) {
+	e := newEnv(t)
+	cfg := e.config(t, []config.Listener{imapListener()}, "alice-pw", "bob-pw")
+	cfg.HTTP.Listen = "127.0.0.1:0"
+	cfg.HTTP.Hosts = []string{"metrics.internal"}
+	d := e.start(t, cfg)
+	get := func(host string) int {
+		req, _ := http.NewRequest("GET", "http://"+d.AdminAddr()+"/healthz", nil)
+		req.Host = host
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := get("metrics.internal:8025"); code != http.StatusOK {
+		t.Errorf("configured host: %d", code)
+	}
+	if code := get("attacker.example:8025"); code != http.StatusForbidden {
+		t.Errorf("other host: %d, want 403", code)
+	}
+}
