@@ -204,5 +204,3 @@ func (a loginAuth) Next(from []byte, more bool) ([]byte, error) {
 	}
 	return nil, fmt.Errorf("unexpected challenge %q", from)
 }
-
-
