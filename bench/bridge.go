@@ -6,10 +6,10 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"errors"
-	"io"
 	"log/slog"
 	"net/netip"
 	"os"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -29,6 +29,7 @@ type bridgeSpec struct {
 	Upstream upstreamInfo
 	Password string
 	LogLevel string // "info" (the daemon's default) or "off"
+	GOGC     int    // 0: the runtime's default (100, or $GOGC)
 }
 
 // bridgeInfo is the running bridge: plaintext loopback listeners, as
@@ -53,6 +54,9 @@ func runBridgeChild(raw []byte) (any, func(), error) {
 	var spec bridgeSpec
 	if err := json.Unmarshal(raw, &spec); err != nil {
 		return nil, nil, err
+	}
+	if spec.GOGC != 0 {
+		debug.SetGCPercent(spec.GOGC)
 	}
 	log := slog.New(slog.DiscardHandler)
 	if spec.LogLevel != "off" {
@@ -154,9 +158,9 @@ func runBridgeChild(raw []byte) (any, func(), error) {
 }
 
 // startBridge starts a bridge child in front of up.
-func startBridge(up upstreamInfo, logLevel string, logTo io.Writer) (*bridge, error) {
+func startBridge(up upstreamInfo, cfg *Config) (*bridge, error) {
 	var info bridgeInfo
-	c, err := startChild(roleBridge, bridgeSpec{Upstream: up, Password: appPassword, LogLevel: logLevel}, &info, logTo)
+	c, err := startChild(roleBridge, bridgeSpec{Upstream: up, Password: appPassword, LogLevel: cfg.BridgeLog, GOGC: cfg.BridgeGOGC}, &info, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -53,6 +53,7 @@ type Config struct {
 	Workers        int // client goroutines that open idle sessions
 
 	BridgeLog  string    // the bridge's log level: "info" (as deployed) or "off"
+	BridgeGOGC int       // the bridge's GC percent; 0 leaves the runtime default
 	ProfileDir string    // when set, CPU and heap profiles of the bridge go here
 	Log        io.Writer // progress and the children's stderr; nil: quiet
 

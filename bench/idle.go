@@ -162,7 +162,7 @@ func (t *target) measureIdle() error {
 		perHeap := float64(int64(st.HeapInuse)-int64(base.HeapInuse)) / 1024 / float64(live)
 		perStack := float64(int64(st.StackInuse)-int64(base.StackInuse)) / 1024 / float64(live)
 		t.rep.add(Row{Upstream: UpstreamFakeGmail, Command: cmd,
-			What:   fmt.Sprintf("memory per idle IMAP session (logged in, INBOX selected) at %d sessions: bridge VmRSS growth / sessions (after a forced GC)", n),
+			What:   fmt.Sprintf("memory per idle IMAP session (logged in, INBOX selected) at %d sessions: bridge VmRSS growth / sessions, as is (both readings after a forced GC)", n),
 			Bridge: fmt.Sprintf("%.1f KiB (%.1f KiB)", perRSS, perRSSGC),
 			Target: fmt.Sprintf("≤ %d KiB", memoryTarget), Met: verdict(perRSS <= memoryTarget)})
 		t.rep.add(Row{Upstream: UpstreamFakeGmail, Command: cmd,

@@ -121,7 +121,7 @@ func setUp(cfg *Config, rep *Report, u string, spec upstreamSpec) (*target, func
 	if err != nil {
 		return nil, nil, err
 	}
-	br, err := startBridge(up.info, cfg.BridgeLog, nil)
+	br, err := startBridge(up.info, cfg)
 	if err != nil {
 		up.stop()
 		return nil, nil, err
