@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/oauthbridge/oauthbridge/proxy/proxytest"
 )
 
 // TestClients runs every client against the bridge, once with the fake
@@ -13,6 +15,9 @@ import (
 // other: each upstream and bridge is started once and shared, and a kick
 // ends every session of its account.
 func TestClients(t *testing.T) {
+	// After real clients, a kick and a cut, the daemon, both upstreams and
+	// their helpers leave no goroutine behind.
+	proxytest.VerifyNoLeaks(t)
 	upstreams := []struct {
 		name  string
 		start func(*testing.T) upstream
