@@ -34,7 +34,7 @@ type bridge struct {
 // startBridge starts the daemon for up (the approach of "oauthbridge
 // demo": a config built in Go, Complete()d, and the token store seeded
 // with a grant from the upstream's OAuth server as "oauthbridge
-// authorize" would leave it).
+// authorize" would leave it, its access token already expired).
 func startBridge(t *testing.T, up upstream) *bridge {
 	t.Helper()
 	hash, err := proxy.HashPassword(appPassword)
@@ -73,8 +73,12 @@ func startBridge(t *testing.T, up upstream) *bridge {
 		access, refresh := oa.Issue(user)
 		b.secrets = append(b.secrets, access, refresh)
 		now := time.Now()
+		// The stored access token is marked expired: the bridge must
+		// refresh it at the upstream's token endpoint before its first
+		// login, so what the upstream validates (Dovecot through
+		// Introspect) is a token the bridge obtained itself.
 		if err := store.Save(user, &tokens.Record{
-			AccessToken: access, TokenType: "Bearer", Expiry: oa.Expiry(access), RefreshToken: refresh,
+			AccessToken: access, TokenType: "Bearer", Expiry: now.Add(-time.Minute), RefreshToken: refresh,
 			Flow: tokens.FlowAuthCode, Scopes: []string{gmailScope},
 			ObtainedAt: now, RefreshTokenIssuedAt: now,
 		}); err != nil {

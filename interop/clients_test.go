@@ -33,6 +33,11 @@ func TestClients(t *testing.T) {
 				t.Run(c.name, c.run)
 			}
 			e.b.assertNoSecrets(t)
+			for _, a := range accounts {
+				if n := up.oauth().Refreshes(up.user(a)); n == 0 {
+					t.Errorf("%s: the bridge never refreshed its token, so the upstream saw only the seeded one", up.user(a))
+				}
+			}
 		})
 	}
 }
@@ -71,8 +76,9 @@ type env struct {
 	up upstream
 	b  *bridge
 
-	syncMsgs [][]byte // the sync account's mailbox once seeded, as the upstream holds it
-	sent     int      // messages the upstream's SMTP accepted so far
+	syncMsgs   [][]byte // the sync account's mailbox once seeded, as the upstream holds it
+	syncSeeded bool     // seeding was attempted (a failed attempt is not repeated)
+	sent       int      // messages the upstream's SMTP accepted so far
 }
 
 // syncMailboxSize is the size of the mailbox the sync clients mirror.
@@ -83,7 +89,11 @@ const syncMailboxSize = 1000
 // checking that the upstream holds exactly what was seeded.
 func (e *env) syncSource(t *testing.T) [][]byte {
 	t.Helper()
-	if e.syncMsgs == nil {
+	if e.syncSeeded && e.syncMsgs == nil {
+		t.Fatal("seeding the sync mailbox failed in an earlier subtest")
+	}
+	if !e.syncSeeded {
+		e.syncSeeded = true
 		msgs := corpus("sync", syncMailboxSize, 1)
 		start := time.Now()
 		e.up.seed(t, e.up.user("sync"), msgs)
@@ -111,4 +121,11 @@ func writeFile(t *testing.T, path, content string) string {
 		t.Fatal(err)
 	}
 	return path
+}
+
+// home is the environment of a client run: HOME and XDG_CONFIG_HOME in
+// dir, so that no configuration of the user running the tests is read
+// (curl, msmtp and others look in both), plus extra.
+func home(dir string, extra ...string) []string {
+	return append([]string{"HOME=" + dir, "XDG_CONFIG_HOME=" + filepath.Join(dir, ".config"), "CURL_HOME=" + dir}, extra...)
 }

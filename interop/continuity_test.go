@@ -79,7 +79,7 @@ func (e *env) testMbsyncKick(t *testing.T) {
 	}
 	resumed := e.b.logLines("resumed upstream session", "account="+user)
 
-	run := runInBackground(t, testpeers.Cmd{Name: "mbsync", Args: []string{"-c", rc, "-V", "inbox"}, Env: []string{"HOME=" + dir}})
+	run := runInBackground(t, testpeers.Cmd{Name: "mbsync", Args: []string{"-c", rc, "-V", "inbox"}, Env: home(dir)})
 	defer run.stop()
 	at := run.waitMaildir(t, inbox, syncMailboxSize/3)
 	e.up.kick(t, user)
@@ -125,7 +125,7 @@ func (e *env) testMbsyncCutMidFetch(t *testing.T) {
 		t.Fatal(err)
 	}
 	closed := e.b.logLines("closing client session", "account="+user)
-	cmd := testpeers.Cmd{Name: "mbsync", Args: []string{"-c", rc, "-V", "inbox"}, Env: []string{"HOME=" + dir}}
+	cmd := testpeers.Cmd{Name: "mbsync", Args: []string{"-c", rc, "-V", "inbox"}, Env: home(dir)}
 
 	run := runInBackground(t, cmd)
 	defer run.stop()

@@ -35,8 +35,8 @@ func (e *env) testCurl(t *testing.T) {
 		t.Helper()
 		out, _, err := testpeers.Cmd{
 			Name: "curl",
-			Args: append([]string{"-sS", "--max-time", "60", "-u", user + ":" + appPassword}, args...),
-			Env:  []string{"HOME=" + t.TempDir()},
+			Args: append([]string{"-q", "-sS", "--max-time", "60", "-u", user + ":" + appPassword}, args...),
+			Env:  home(t.TempDir()),
 		}.Run(t, clientCtx(t, time.Minute))
 		if err != nil {
 			t.Fatalf("curl: %v", err)

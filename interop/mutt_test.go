@@ -48,7 +48,7 @@ set smtp_pass = "%s"
 		Name:  "neomutt",
 		Args:  []string{"-n", "-F", rc, "-s", "neomutt batch send", to},
 		Stdin: bytes.ReplaceAll(body, []byte("\r\n"), []byte("\n")), // a local text file
-		Env:   []string{"HOME=" + dir, "TERM=dumb"},
+		Env:   home(dir, "TERM=dumb"),
 	}.Run(t, clientCtx(t, time.Minute))
 	if err != nil {
 		t.Fatalf("neomutt: %v", err)
@@ -95,7 +95,7 @@ push "<tag-pattern>~A<enter><tag-prefix><copy-message>%s<enter><quit>"
 		// -q quiet, -e exit with neomutt's status, -c run it on a pty;
 		// the typescript goes nowhere.
 		Args: []string{"-q", "-e", "-c", cmdline, "/dev/null"},
-		Env:  []string{"HOME=" + dir, "TERM=vt100", "SHELL=/bin/sh"},
+		Env:  home(dir, "TERM=vt100", "SHELL=/bin/sh"),
 	}.Run(t, clientCtx(t, time.Minute))
 	if err != nil {
 		t.Fatalf("neomutt under script: %v", err)

@@ -83,7 +83,7 @@ poll %s service %s protocol POP3 auth password timeout 60
 		Name: "fetchmail",
 		// sslproto '' above: fetchmail 6.4 otherwise insists on STLS.
 		Args: []string{"-f", rc, "--pidfile", filepath.Join(dir, "pid"), "--nodetach", "-v"},
-		Env:  []string{"HOME=" + dir, "FETCHMAILHOME=" + dir},
+		Env:  home(dir, "FETCHMAILHOME="+dir),
 	}
 	stdout, _, err := cmd.Run(t, clientCtx(t, 2*time.Minute))
 	if err != nil {
@@ -157,7 +157,7 @@ received = false
 	cmd := testpeers.Cmd{
 		Name: "getmail",
 		Args: []string{"--getmaildir", dir, "--rcfile", rc},
-		Env:  []string{"HOME=" + dir},
+		Env:  home(dir),
 	}
 	stdout, _, err := cmd.Run(t, clientCtx(t, 2*time.Minute))
 	if err != nil {

@@ -79,7 +79,7 @@ account default : bridge
 				Name:  "msmtp",
 				Args:  []string{"-C", rc, "-v", s.to},
 				Stdin: s.msg,
-				Env:   []string{"HOME=" + dir},
+				Env:   home(dir),
 			}.Run(t, clientCtx(t, time.Minute))
 			if err != nil {
 				t.Fatalf("msmtp: %v", err)
@@ -109,7 +109,7 @@ func (e *env) testSwaks(t *testing.T) {
 					"--auth", mech, "--auth-user", s.from, "--auth-password", appPassword,
 					"--from", s.from, "--to", s.to, "--data", "-", "--suppress-data", "--timeout", "60"},
 				Stdin: data,
-				Env:   []string{"HOME=" + t.TempDir()},
+				Env:   home(t.TempDir()),
 			}.Run(t, clientCtx(t, time.Minute))
 			if err != nil {
 				t.Fatalf("swaks: %v", err)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -43,6 +44,10 @@ SyncState *
 `, host, port, user, appPassword, extra, filepath.Join(dir, "mail"), filepath.Join(dir, "mail")))
 }
 
+// testMbsync mirrors the 1,000-message mailbox with mbsync as configured
+// by most users: default pipelining (every UID FETCH in flight at once),
+// IMAP LOGIN. The Maildir must hold exactly the upstream's messages, and
+// the upstream must be unchanged.
 func (e *env) testMbsync(t *testing.T) {
 	testpeers.Require(t, "mbsync")
 	src := e.syncSource(t)
@@ -52,16 +57,17 @@ func (e *env) testMbsync(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	out, errOut, err := testpeers.Cmd{
+	out, _, err := testpeers.Cmd{
 		Name: "mbsync", Args: []string{"-c", rc, "-V", "inbox"},
-		Env: []string{"HOME=" + dir}, Timeout: 2 * time.Minute,
+		Env: home(dir), Timeout: 2 * time.Minute,
 	}.Run(t, clientCtx(t, 2*time.Minute))
 	if err != nil {
 		t.Fatalf("mbsync: %v", err)
 	}
 	t.Logf("mbsync synced in %v", time.Since(start).Round(time.Millisecond))
-	_ = out
-	_ = errOut
+	if !strings.Contains(out, fmt.Sprintf("far side: %d messages", len(src))) {
+		t.Errorf("mbsync did not report %d messages on the bridge's side", len(src))
+	}
 	// mbsync adds an X-TUID header to each message it stores (its own
 	// bookkeeping, isync 1.4); everything else must be the upstream's bytes.
 	compareMessages(t, "mbsync Maildir", stripAll(readMaildir(t, filepath.Join(dir, "mail", "INBOX")), "X-TUID"), src)
@@ -100,6 +106,8 @@ maxconnections = 1
 `, dir, dir, host, port, user, appPassword))
 }
 
+// testOfflineIMAP mirrors the same mailbox with offlineimap (Python
+// imaplib, AUTHENTICATE PLAIN, one message per UID FETCH).
 func (e *env) testOfflineIMAP(t *testing.T) {
 	testpeers.Require(t, "offlineimap")
 	src := e.syncSource(t)
@@ -108,7 +116,7 @@ func (e *env) testOfflineIMAP(t *testing.T) {
 	start := time.Now()
 	_, _, err := testpeers.Cmd{
 		Name: "offlineimap", Args: []string{"-c", rc, "-o", "-u", "basic"},
-		Env: []string{"HOME=" + dir}, Timeout: 2 * time.Minute,
+		Env: home(dir), Timeout: 2 * time.Minute,
 	}.Run(t, clientCtx(t, 2*time.Minute))
 	if err != nil {
 		t.Fatalf("offlineimap: %v", err)

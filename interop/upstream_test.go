@@ -30,8 +30,6 @@ type sentMessage struct {
 // listens, who issues its tokens, and its mail as the upstream itself
 // sees it (the oracle the clients' results are compared with).
 type upstream interface {
-	// name is the subtest name: "fakegmail" or "dovecot".
-	name() string
 	// user is the address of one of the accounts the upstream was started
 	// with ("sync" -> "sync@gmail.com").
 	user(local string) string
@@ -39,7 +37,7 @@ type upstream interface {
 	provider() *config.Provider
 	// oauth issues the bridge's tokens and validates them for the upstream.
 	oauth() *fakeoauth.Server
-	// seed appends msgs to user's INBOX, in order.
+	// seed appends msgs to user's INBOX (not necessarily in order).
 	seed(t testing.TB, user string, msgs [][]byte)
 	// mailbox is user's INBOX, in UID order, CRLF line ends.
 	mailbox(t testing.TB, user string) [][]byte
@@ -78,7 +76,6 @@ func startFakeGmail(t *testing.T) upstream {
 	return &fakeGmail{fg: fg}
 }
 
-func (f *fakeGmail) name() string             { return "fakegmail" }
 func (f *fakeGmail) user(local string) string { return local + "@gmail.com" }
 func (f *fakeGmail) oauth() *fakeoauth.Server { return f.fg.OAuth() }
 func (f *fakeGmail) provider() *config.Provider {
@@ -177,7 +174,6 @@ func startDovecot(t *testing.T) upstream {
 	return &dovecot{d: d, oa: oa}
 }
 
-func (d *dovecot) name() string             { return "dovecot" }
 func (d *dovecot) user(local string) string { return local + "@example.test" }
 func (d *dovecot) oauth() *fakeoauth.Server { return d.oa }
 func (d *dovecot) provider() *config.Provider {
