@@ -52,10 +52,15 @@ type Config struct {
 	SMTPMessages   int
 	Workers        int // client goroutines that open idle sessions
 
-	BridgeLog  string    // the bridge's log level: "info" (as deployed) or "off"
-	BridgeGOGC int       // the bridge's GC percent; 0 leaves the runtime default
-	ProfileDir string    // when set, CPU and heap profiles of the bridge go here
-	Log        io.Writer // progress and the children's stderr; nil: quiet
+	BridgeLog  string // the bridge's log level: "info" (as deployed) or "off"
+	BridgeGOGC int    // the bridge's GC percent; 0 leaves the runtime default
+	// UpstreamRTT, when set, puts the upstream that far away (a relay
+	// in this process delays each direction by half) for the per-upstream
+	// measurements, on both paths alike. Idle and active sessions are
+	// measured without it.
+	UpstreamRTT time.Duration
+	ProfileDir  string    // when set, CPU and heap profiles of the bridge go here
+	Log         io.Writer // progress and the children's stderr; nil: quiet
 
 	// ExtraArgs are the flags given beyond -quick, -upstream and -only,
 	// repeated in each row's command.

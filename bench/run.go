@@ -57,7 +57,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			return rep, ctx.Err()
 		}
 		progress("%s: starting upstream and bridge", u)
-		t, stop, err := setUp(&cfg, rep, u, targetSpec(&cfg))
+		t, stop, err := setUp(&cfg, rep, u, targetSpec(&cfg), cfg.UpstreamRTT)
 		if err != nil {
 			rep.note("%s: not measured: %v", u, err)
 			continue
@@ -85,7 +85,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			rep.note("idle and active sessions are measured against fakegmail whatever -upstream says: Dovecot runs a process per session")
 		}
 		progress("fakegmail: starting a fresh upstream and bridge for %v", scale)
-		t, stop, err := setUp(&cfg, rep, UpstreamFakeGmail, scaleSpec(&cfg))
+		t, stop, err := setUp(&cfg, rep, UpstreamFakeGmail, scaleSpec(&cfg), 0)
 		if err != nil {
 			rep.note("sessions: not measured: %v", err)
 		} else {
@@ -105,8 +105,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 }
 
 // setUp starts upstream u seeded with spec and a bridge child in front of
-// it.
-func setUp(cfg *Config, rep *Report, u string, spec upstreamSpec) (*target, func(), error) {
+// it; with rtt, the upstream is reached through delaying relays.
+func setUp(cfg *Config, rep *Report, u string, spec upstreamSpec, rtt time.Duration) (*target, func(), error) {
 	var up *upstream
 	var err error
 	switch u {
@@ -121,13 +121,33 @@ func setUp(cfg *Config, rep *Report, u string, spec upstreamSpec) (*target, func
 	if err != nil {
 		return nil, nil, err
 	}
+	stopUp := up.stop
+	if rtt > 0 {
+		// Both paths reach the upstream through the same delaying relays.
+		var proxies []*delayProxy
+		stopUp = func() {
+			for _, p := range proxies {
+				p.close()
+			}
+			up.stop()
+		}
+		for _, addr := range []*string{&up.info.IMAP, &up.info.POP3, &up.info.SMTP} {
+			p, err := startDelayProxy(*addr, rtt)
+			if err != nil {
+				stopUp()
+				return nil, nil, err
+			}
+			proxies = append(proxies, p)
+			*addr = p.addr()
+		}
+	}
 	br, err := startBridge(up.info, cfg)
 	if err != nil {
-		up.stop()
+		stopUp()
 		return nil, nil, err
 	}
 	t := &target{cfg: cfg, rep: rep, up: up, br: br}
-	return t, func() { br.stop(); up.stop() }, nil
+	return t, func() { br.stop(); stopUp() }, nil
 }
 
 func (t *target) measure(m string) error {

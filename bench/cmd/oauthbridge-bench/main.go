@@ -54,6 +54,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	smtpN := fs.Int("smtp-messages", 0, "SMTP messages per path")
 	workers := fs.Int("workers", 0, "client goroutines opening sessions")
 	bridgeLog := fs.String("bridge-log", "", "the bridge's log level: info (as deployed, default) or off")
+	rtt := fs.Duration("upstream-rtt", 0, "reach the upstream through a relay adding this round trip (both paths alike; e.g. 20ms, as to a real provider); not for idle/active")
 	bridgeGOGC := fs.Int("bridge-gogc", 0, "the bridge process's GOGC (default: the runtime's, 100); trades CPU for RSS")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -96,6 +97,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		cfg.ActiveDuration = *activeFor
 	}
 	cfg.BridgeGOGC = *bridgeGOGC
+	cfg.UpstreamRTT = *rtt
 	if *bridgeLog != "" {
 		cfg.BridgeLog = *bridgeLog
 	}
