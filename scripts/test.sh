@@ -47,7 +47,7 @@ fi
 PEER_PACKAGES=(
 	dovecot-core dovecot-imapd dovecot-pop3d dovecot-submissiond
 	curl python3 fetchmail swaks msmtp openssl isync offlineimap getmail6
-	neomutt chromium systemd
+	neomutt chromium systemd bsdutils
 	gcc libc6-dev
 )
 

@@ -32,6 +32,7 @@ var Packages = map[string]string{
 	"neomutt":         "neomutt",
 	"chromium":        "chromium",
 	"systemd-analyze": "systemd",
+	"script":          "bsdutils",
 }
 
 // sbinDirs are searched after PATH: a non-root PATH often lacks /usr/sbin,

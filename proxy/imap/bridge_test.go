@@ -244,3 +244,18 @@ func bigMessage(n int) []byte {
 	}
 	return b.Bytes()
 }
+
+func TestLogoutLine(t *testing.T) {
+	e := newEnv(t)
+	c := e.login(t, nil)
+	if err := c.Logout().Wait(); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	if err := waitFor(5*time.Second, func() bool { return len(e.logs.Lines("msg=logout")) == 1 }); err != nil {
+		t.Fatal("no logout line")
+	}
+	if l := e.logs.Lines("msg=logout")[0]; !strings.Contains(l, "reason=logout") {
+		t.Fatalf("logout line %q, want reason=logout", l)
+	}
+}

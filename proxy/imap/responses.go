@@ -455,6 +455,7 @@ func (s *session) onTagged(u *upstream, line []byte) error {
 	}
 	if logout {
 		s.cl.flush()
+		s.setEndReason("logout")
 		return errLogoutDone
 	}
 	return nil

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"time"
 
 	"github.com/oauthbridge/oauthbridge/internal/metrics"
@@ -168,8 +169,11 @@ func (c *clientConn) rebuffer() {
 	c.bw.Reset(c.pc)
 }
 
+// isClosedErr reports whether err is an ordinary end of the client
+// connection (the client hung up, or the bridge closed it after LOGOUT).
 func isClosedErr(err error) bool {
-	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, errClientGone)
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, errClientGone) ||
+		errors.Is(err, net.ErrClosed) || errors.Is(err, errSessionClosed)
 }
 
 var errClientGone = errors.New("imap: client connection closed")

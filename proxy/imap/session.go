@@ -62,6 +62,10 @@ type session struct {
 	ctx    context.Context // cancelled when the session closes
 	cancel context.CancelFunc
 
+	// endReason says why the bridge ended the session ("logout",
+	// "shutdown", a failure), for the logout line; guarded by mu.
+	endReason string
+
 	// trace is set at debug level: the transcript of command and response
 	// lines (not literal contents), client lines masked.
 	trace bool
@@ -135,9 +139,15 @@ func (s *session) run(ctx context.Context) {
 	stop()
 	s.close()
 	s.wg.Wait()
-	reason := "client closed"
-	if err != nil && !isClosedErr(err) {
+	s.mu.Lock()
+	reason := s.endReason
+	s.mu.Unlock()
+	switch {
+	case reason != "":
+	case err != nil && !isClosedErr(err):
 		reason = err.Error()
+	default:
+		reason = "client closed"
 	}
 	s.log.Info("logout", "duration", s.srv.now().Sub(s.start).Round(time.Millisecond), "reason", reason)
 }
@@ -194,6 +204,7 @@ func (s *session) writeClient(text string) error {
 // telling it why with an untagged BYE when possible.
 func (s *session) fail(reason string, err error) {
 	s.log.Warn("closing client session", "reason", reason, "error", errString(err))
+	s.setEndReason(reason)
 	s.cwmu.Lock()
 	s.mu.Lock()
 	partial := s.partial
@@ -217,3 +228,12 @@ var errSessionClosed = errors.New("imap: session closed")
 
 // addBytes counts relayed bytes.
 func addBytes(c prometheus.Counter, n int) { metrics.AddBytes(c, n) }
+
+// setEndReason records the first reason the session ends for.
+func (s *session) setEndReason(r string) {
+	s.mu.Lock()
+	if s.endReason == "" {
+		s.endReason = r
+	}
+	s.mu.Unlock()
+}

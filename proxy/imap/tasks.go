@@ -417,6 +417,7 @@ func (s *session) shutdownTask() {
 		s.close()
 		return
 	}
+	s.setEndReason("shutdown")
 	s.writeClient("* BYE [UNAVAILABLE] Server shutting down, please reconnect")
 	s.mu.Lock()
 	u := s.up
