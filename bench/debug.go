@@ -179,6 +179,15 @@ func (c *debugClient) saveHeap(file string) error {
 	return os.WriteFile(file, b, 0o644)
 }
 
+// saveGoroutines writes the child's goroutines, grouped by stack, as text.
+func (c *debugClient) saveGoroutines(file string) error {
+	b, err := c.get("/debug/pprof/goroutine?debug=1")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(file, b, 0o644)
+}
+
 // cpuProfile starts a CPU profile in the child; the returned function
 // stops it and writes it to file.
 func (c *debugClient) cpuProfile(file string) (func() error, error) {

@@ -178,6 +178,12 @@ func (t *target) measureIdle() error {
 			} else {
 				t.rep.note("bridge heap profile at %d idle sessions: %s", n, file)
 			}
+			file = filepath.Join(t.cfg.ProfileDir, fmt.Sprintf("fakegmail-idle-%d.goroutines.txt", n))
+			if err := t.br.debug.saveGoroutines(file); err != nil {
+				t.rep.note("goroutine profile: %v", err)
+			} else {
+				t.rep.note("bridge goroutines at %d idle sessions: %s", n, file)
+			}
 		}
 	}
 	// Every session must still work.
