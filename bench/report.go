@@ -54,6 +54,7 @@ type Report struct {
 	Took      time.Duration
 	Preset    string
 	FileLimit uint64
+	RTT       time.Duration // Config.UpstreamRTT
 	Rows      []Row
 	Notes     []string // skipped measurements, errors, profile files
 }
@@ -82,7 +83,13 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 	fmt.Fprintf(&b, "- machine: %s, %d cores, %s RAM; %s; %s\n", m.CPU, m.Cores, m.MemTotal, m.Kernel, m.GoVersion)
 	fmt.Fprintf(&b, "- started %s, took %s; load average (1/5/15 min) at start %s, at end %s\n",
 		r.Started.UTC().Format(time.RFC3339), r.Took.Round(time.Second), r.LoadStart, r.LoadEnd)
-	fmt.Fprintf(&b, "- every process (benchmark clients, bridge, fakegmail) on the same machine, over loopback; RLIMIT_NOFILE %d\n\n", r.FileLimit)
+	fmt.Fprintf(&b, "- every process (benchmark clients, bridge, fakegmail, Dovecot) on the same machine, over loopback; RLIMIT_NOFILE %d\n", r.FileLimit)
+	b.WriteString("- direct: the benchmark's client to the upstream over TLS with XOAUTH2; bridge: the same client in plaintext to the bridge's loopback listener, the bridge (its own process, built as the daemon builds it: LocalAuth, Limiter, metrics, info-level log) over TLS with XOAUTH2 to the same upstream\n")
+	b.WriteString("- direct and bridged operations alternate (and which goes first), so noise from other tenants falls on both; throughput is the median of the repetitions; latencies are per command, one at a time on one connection\n")
+	if r.RTT > 0 {
+		fmt.Fprintf(&b, "- the upstream is reached through a relay adding a %s round trip, on both paths\n", r.RTT)
+	}
+	b.WriteString("\n")
 	b.WriteString("| # | upstream | what | direct | bridge | bridge vs direct | target | met? |\n")
 	b.WriteString("|---|---|---|---|---|---|---|---|\n")
 	for i, row := range r.Rows {

@@ -31,7 +31,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if len(cfg.ExtraArgs) > 0 {
 		preset += ", with " + fmt.Sprint(cfg.ExtraArgs)
 	}
-	rep := &Report{Machine: describeMachine(), LoadStart: loadAverage(), Started: time.Now(), Preset: preset}
+	rep := &Report{Machine: describeMachine(), LoadStart: loadAverage(), Started: time.Now(), Preset: preset, RTT: cfg.UpstreamRTT}
 	rep.FileLimit = raiseFileLimit()
 	defer func() {
 		rep.LoadEnd = loadAverage()
