@@ -85,7 +85,7 @@ func DefaultConfig(quick bool) Config {
 		c.Upstreams = append(c.Upstreams, UpstreamDovecot)
 	}
 	if quick {
-		c.Reps, c.LatencySamples, c.LoginSamples = 3, 1000, 100
+		c.Reps, c.LatencySamples, c.LoginSamples = 5, 1000, 100
 		c.IdleSessions, c.ActiveSessions, c.ActiveDuration = []int{100, 1000}, 100, 10*time.Second
 		c.SMTPMessages = 300
 	} else {

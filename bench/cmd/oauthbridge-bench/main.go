@@ -34,7 +34,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 			"Measures the bridge against the direct path to the same upstream and prints\n"+
 			"a Markdown table. Full preset: 50 MiB FETCH and RETR x10, 5,000 latency samples,\n"+
 			"500 logins, 1,000 SMTP messages, 1,000 and 10,000 idle sessions, 1,000 active\n"+
-			"sessions for 1m. -quick: x3, 1,000, 100, 300, 100 and 1,000 idle, 100 active for 10s.\n\n")
+			"sessions for 1m. -quick: x5, 1,000, 100, 300, 100 and 1,000 idle, 100 active for 10s.\n\n")
 		fs.PrintDefaults()
 	}
 	quick := fs.Bool("quick", false, "the quick preset (see above)")
