@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"crypto/tls"
 	"fmt"
 	"path/filepath"
 
@@ -108,5 +107,3 @@ func (x xoauth2) Start() (string, []byte, error) {
 func (x xoauth2) Next([]byte) ([]byte, error) { return []byte{}, nil }
 
 func plainClient(user string) sasl.Client { return sasl.NewPlainClient("", user, appPassword) }
-
-var _ = tls.VersionTLS12
