@@ -1,7 +1,6 @@
 package imap
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"io"
@@ -85,7 +84,7 @@ func FuzzUpstreamResponses(f *testing.F) {
 		cconn := &bytesConn{r: bytes.NewReader(nil)}
 		pc := &proxy.Conn{Conn: cconn, Listener: &proxy.ListenerInfo{Protocol: "imap"}}
 		uconn := &bytesConn{r: bytes.NewReader(in)}
-		u := &upstream{conn: uconn, br: bufio.NewReaderSize(uconn, readBufSize), bw: bufio.NewWriter(uconn), dead: make(chan struct{})}
+		u := &upstream{conn: uconn, br: newConnReader(uconn), bw: newConnWriter(uconn), dead: make(chan struct{})}
 		lg := &login{acct: &proxy.Account{Name: "fuzz"}, up: u, release: func() {}}
 		s := newSession(&Server{Logger: quietLogger()}, newClientConn(pc, time.Second), lg, quietLogger())
 		s.learning = true // no background tasks in a fuzz run

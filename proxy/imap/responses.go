@@ -7,7 +7,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"time"
 )
 
 var (
@@ -614,10 +613,7 @@ var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b 
 func (s *session) copyLiteral(u *upstream, n int64) error {
 	bw := s.cl.bw
 	if n <= int64(bw.Available()) {
-		_, err := io.CopyN(bw, u.br, n)
-		if err == io.EOF {
-			err = io.ErrUnexpectedEOF
-		}
+		_, err := u.br.copyN(bw, n)
 		return err
 	}
 	if err := s.cl.flush(); err != nil {
@@ -631,9 +627,12 @@ func (s *session) copyLiteral(u *upstream, n int64) error {
 		if int64(len(chunk)) > n {
 			chunk = chunk[:n]
 		}
-		r, err := u.br.Read(chunk)
+		// Fill the chunk (bounded by the literal) before writing: an
+		// upstream sending small TLS records (Dovecot: 4 KiB) must not
+		// become one client write each.
+		r, err := io.ReadFull(u.br, chunk)
 		if r > 0 {
-			s.cl.pc.SetWriteDeadline(time.Now().Add(s.cl.writeTimeout))
+			s.cl.extendWriteDeadline()
 			if _, werr := s.cl.pc.Write(chunk[:r]); werr != nil {
 				return &clientWriteError{werr}
 			}

@@ -57,11 +57,11 @@ func (s *session) connect(ctx context.Context, st sessionState) (*upstream, erro
 
 func (nu *upstream) enableAndID(st sessionState) error {
 	enable := st.enabled
-	if st.condstore && !containsFold(enable, "CONDSTORE") && nu.caps["CONDSTORE"] && nu.caps["ENABLE"] {
+	if st.condstore && !containsFold(enable, "CONDSTORE") && nu.caps.condstore && nu.caps.enable {
 		enable = append(enable, "CONDSTORE")
 	}
 	if len(enable) > 0 {
-		if !nu.caps["ENABLE"] {
+		if !nu.caps.enable {
 			return errors.New("imap: the new upstream session does not support ENABLE")
 		}
 		if _, _, err := nu.rawCommand([]byte("ENABLE " + strings.Join(enable, " ") + "\r\n")); err != nil {

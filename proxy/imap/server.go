@@ -1,7 +1,6 @@
 package imap
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -45,8 +44,6 @@ const (
 	maxPreauthLiteral = 8 << 10 // a password in a literal
 	maxLine           = 1 << 20 // after login: long UID sets, SEARCH criteria
 	maxBadCommands    = 10      // pre-auth BADs before the connection is closed
-	readBufSize       = 4 << 10
-	writeBufSize      = 4 << 10
 )
 
 func (s *Server) logger() *slog.Logger {
@@ -123,10 +120,13 @@ func (s *Server) ServeConn(ctx context.Context, c *proxy.Conn) {
 // may answer commands the bridge handles itself.
 type clientConn struct {
 	pc           *proxy.Conn
-	br           *bufio.Reader
-	bw           *bufio.Writer
+	br           *connReader
+	bw           *connWriter
 	writeTimeout time.Duration
-	scratch      []byte // for overlong lines; owned by the reading goroutine
+	// writeDeadline is the deadline set on the connection; guarded like bw
+	// (the session's cwmu after login).
+	writeDeadline time.Time
+	scratch       []byte // for overlong lines; owned by the reading goroutine
 
 	// trace, when set (debug level), gets the pre-auth transcript with
 	// credentials masked by red.
@@ -137,8 +137,8 @@ type clientConn struct {
 func newClientConn(c *proxy.Conn, writeTimeout time.Duration) *clientConn {
 	return &clientConn{
 		pc:           c,
-		br:           bufio.NewReaderSize(c, readBufSize),
-		bw:           bufio.NewWriterSize(c, writeBufSize),
+		br:           newConnReader(c),
+		bw:           newConnWriter(c),
 		writeTimeout: writeTimeout,
 	}
 }
@@ -148,8 +148,20 @@ func (c *clientConn) flush() error {
 	if c.bw.Buffered() == 0 {
 		return nil
 	}
-	c.pc.SetWriteDeadline(time.Now().Add(c.writeTimeout))
+	c.extendWriteDeadline()
 	return c.bw.Flush()
+}
+
+// extendWriteDeadline keeps the client's write deadline between 3/4 and
+// all of writeTimeout ahead. Moving it on every flush costs a timer update
+// per response; a busy session moves it a few times a minute instead.
+func (c *clientConn) extendWriteDeadline() {
+	now := time.Now()
+	if now.Add(c.writeTimeout * 3 / 4).Before(c.writeDeadline) {
+		return
+	}
+	c.writeDeadline = now.Add(c.writeTimeout)
+	c.pc.SetWriteDeadline(c.writeDeadline)
 }
 
 // writeLine writes s followed by CRLF and flushes.
@@ -167,6 +179,7 @@ func (c *clientConn) writeLine(s string) error {
 func (c *clientConn) rebuffer() {
 	c.br.Reset(c.pc)
 	c.bw.Reset(c.pc)
+	c.writeDeadline = time.Time{}
 }
 
 // isClosedErr reports whether err is an ordinary end of the client

@@ -1,7 +1,6 @@
 package imap
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/base64"
@@ -24,14 +23,14 @@ import (
 // upstream loop. Writers take wmu.
 type upstream struct {
 	conn net.Conn
-	br   *bufio.Reader
+	br   *connReader
 	addr string
 
 	wmu sync.Mutex // guards bw
-	bw  *bufio.Writer
+	bw  *connWriter
 
-	caps    capSet // after login, unfiltered
-	capLine []byte // after login, filtered, for clients
+	caps    upstreamCaps // after login
+	capLine []byte       // after login, filtered, for clients
 	token   *oauth2.Token
 	loginAt time.Time
 
@@ -97,8 +96,8 @@ func dialUpstream(ctx context.Context, d *proxy.Dialer, acct *proxy.Account) (*u
 	u := &upstream{
 		conn: conn,
 		addr: acct.IMAP.Addr,
-		br:   bufio.NewReaderSize(conn, readBufSize),
-		bw:   bufio.NewWriterSize(conn, writeBufSize),
+		br:   newConnReader(conn),
+		bw:   newConnWriter(conn),
 		dead: make(chan struct{}),
 	}
 	if dl, ok := ctx.Deadline(); ok {
@@ -139,17 +138,25 @@ func (u *upstream) login(ctx context.Context, d *proxy.Dialer, acct *proxy.Accou
 		u.bw.Reset(tc)
 		caps = nil // RFC 3501 §6.2.1: capabilities may differ after TLS
 	}
-	if caps == nil {
-		c, _, err := u.simpleCommand("CAPABILITY")
-		if err != nil {
-			return err
-		}
-		caps = c
+	// Without capabilities in the greeting (Gmail sends none) the bridge
+	// does not spend a round trip asking: it sends AUTHENTICATE with the
+	// initial response (RFC 4959), which Gmail, Microsoft and Dovecot all
+	// take, and falls back to asking when the server says BAD.
+	saslIR, guessed := true, caps == nil
+	if !guessed {
+		saslIR = parseCaps(caps)["SASL-IR"]
 	}
-	saslIR := parseCaps(caps)["SASL-IR"]
 	var postCaps []byte
 	tok, err := proxy.AuthenticateUpstream(ctx, acct.Tokens, func(token string) error {
 		c, err := u.xoauth2(acct.UpstreamUser, token, saslIR)
+		if errors.Is(err, errSASLIRRefused) && guessed {
+			guessed = false
+			if c, _, err = u.simpleCommand("CAPABILITY"); err != nil {
+				return err
+			}
+			saslIR = parseCaps(c)["SASL-IR"]
+			c, err = u.xoauth2(acct.UpstreamUser, token, saslIR)
+		}
 		postCaps = c
 		return err
 	})
@@ -163,10 +170,22 @@ func (u *upstream) login(ctx context.Context, d *proxy.Dialer, acct *proxy.Accou
 	}
 	u.token = tok
 	u.loginAt = time.Now()
-	u.caps = parseCaps(postCaps)
+	pc := parseCaps(postCaps)
+	u.caps = upstreamCaps{enable: pc["ENABLE"], condstore: pc["CONDSTORE"]}
 	u.capLine = filterCaps(postCaps)
 	return nil
 }
+
+// upstreamCaps is what the bridge itself needs to know of an upstream's
+// capabilities after login.
+type upstreamCaps struct {
+	enable    bool // RFC 5161
+	condstore bool // RFC 7162
+}
+
+// errSASLIRRefused: the server answered an AUTHENTICATE with an initial
+// response with BAD (it does not do RFC 4959).
+var errSASLIRRefused = errors.New("imap: upstream refused SASL-IR")
 
 // xoauth2 runs AUTHENTICATE XOAUTH2 and returns the capability list the
 // server sent with its OK, if any. A refusal is a *proxy.AuthError. The
@@ -223,6 +242,9 @@ func (u *upstream) xoauth2(user, token string, saslIR bool) ([]byte, error) {
 					caps = append([]byte(nil), c...)
 				}
 				return caps, nil
+			}
+			if saslIR && sc.Challenge == nil && hasPrefixFold(status, "BAD") && len(status) == 3 {
+				return nil, errSASLIRRefused
 			}
 			return nil, proxy.NewAuthError(sc.Challenge, string(rest))
 		}

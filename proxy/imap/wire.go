@@ -73,7 +73,7 @@ func trimEOL(b []byte) []byte {
 // grown in *scratch. Lines longer than max return errLineTooLong after
 // consuming through the end of the line (or up to 1 MiB more, whichever
 // is first) so the caller can answer BAD and go on.
-func readLine(br *bufio.Reader, max int, scratch *[]byte) ([]byte, error) {
+func readLine(br *connReader, max int, scratch *[]byte) ([]byte, error) {
 	line, err := br.ReadSlice('\n')
 	if err == nil {
 		if len(line) > max {
@@ -111,7 +111,7 @@ func readLine(br *bufio.Reader, max int, scratch *[]byte) ([]byte, error) {
 
 // skipLine discards through the end of an overlong line, bounded so a peer
 // cannot keep us reading forever.
-func skipLine(br *bufio.Reader, lastErr error) error {
+func skipLine(br *connReader, lastErr error) error {
 	const bound = 1 << 20
 	skipped := 0
 	for lastErr == bufio.ErrBufferFull && skipped < bound {
