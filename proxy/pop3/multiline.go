@@ -76,37 +76,47 @@ func (s *termScanner) scan(p []byte) int {
 
 // relayMulti forwards a multi-line response whose status line (statusLen
 // octets, still in the upstream buffer) was +OK, up to and including its
-// terminator, writing each buffered chunk to the client as it arrives. An
+// terminator, writing it to the client in chunks of at least relayChunk
+// octets (or through the terminator). An
 // upstream failure returns a *cutError with touched set when any byte
 // already went to the client (then it cannot be replayed: RFC 1939 offers
 // no way to take back part of a response).
 func (s *session) relayMulti(statusLen int) error {
 	u := s.up
 	sc := newTermScanner()
-	skip := statusLen // the status line is not part of the body
+	scanned := statusLen // buffered octets already scanned (the status line is not part of the body)
 	touched := false
 	for {
 		buf, _ := u.r.Peek(u.r.Buffered())
-		n := len(buf)
-		end := sc.scan(buf[skip:])
-		if end >= 0 {
-			n = skip + end
-		}
-		skip = 0
-		if n > 0 {
+		if end := sc.scan(buf[scanned:]); end >= 0 {
+			n := scanned + end
 			if err := s.write(buf[:n]); err != nil {
 				return err
 			}
-			touched = true
 			u.r.Discard(n)
-		}
-		if end >= 0 {
 			u.idle = true
 			return nil
 		}
+		scanned = len(buf)
+		if scanned >= relayChunk {
+			if err := s.write(buf); err != nil {
+				return err
+			}
+			touched = true
+			u.r.Discard(scanned)
+			scanned = 0
+		}
+		// Wait for more of the response before writing again: an upstream
+		// that sends small TLS records (Dovecot: 4 KiB) must not become one
+		// client write each. Holding bytes back cannot stall: the response
+		// is not over until its terminator arrives.
 		u.conn.SetReadDeadline(time.Now().Add(u.timeout))
-		if _, err := u.r.Peek(1); err != nil {
+		if _, err := u.r.Peek(scanned + 1); err != nil {
 			return newCut(err, touched)
 		}
 	}
 }
+
+// relayChunk is how much of a multi-line response the bridge gathers
+// before writing it to the client.
+const relayChunk = 16 << 10
