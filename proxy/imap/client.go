@@ -218,7 +218,7 @@ func (s *session) forward(cmd *command, line []byte, args []byte) error {
 	}
 
 	err := s.sendCommand(u, cmd, line, s.cl)
-	if learn := cmd.learn; learn != nil && err == nil && !cmd.broken {
+	if learn := cmd.learn; learn != nil && err == nil && !cmd.unsent && !cmd.incomplete {
 		text := learn.tag + " FETCH 1:* (UID)\r\n"
 		if u.write([]byte(text)) == nil {
 			addBytes(s.toUp, len(text))
@@ -238,7 +238,8 @@ func u0tag(u *upstream) string { return u.nextTag() }
 // one) and the next line. src supplies the literals and lines: the client,
 // or a replay buffer. Upstream write errors do not stop it: the rest of
 // the command is read and dropped so the client stream stays in step, and
-// the command is marked broken for the resume to answer. It returns only
+// the command is marked (unsent, or incomplete when the client could not
+// send all of it) for the resume to handle. It returns only
 // client-side errors.
 func (s *session) sendCommand(u *upstream, cmd *command, line []byte, src lineSource) error {
 	var werr error
@@ -277,7 +278,8 @@ func (s *session) sendCommand(u *upstream, cmd *command, line []byte, src lineSo
 			}
 			unlock()
 			if werr != nil {
-				s.markBroken(cmd)
+				// The client waits for a "+" that will not come.
+				s.markCmd(cmd, true)
 				return nil
 			}
 			if got, dead := s.awaitContinuation(u, cmd); !got {
@@ -285,7 +287,7 @@ func (s *session) sendCommand(u *upstream, cmd *command, line []byte, src lineSo
 				// command is over (rejected upstream, or the upstream is
 				// gone and the resume answers it).
 				if dead {
-					s.markBroken(cmd)
+					s.markCmd(cmd, true)
 				}
 				return nil
 			}
@@ -308,7 +310,7 @@ func (s *session) sendCommand(u *upstream, cmd *command, line []byte, src lineSo
 		werr = u.bw.Flush()
 	}
 	if werr != nil {
-		s.markBroken(cmd)
+		s.markCmd(cmd, false)
 	}
 	return nil
 }
@@ -335,9 +337,12 @@ func (s *session) awaitContinuation(u *upstream, cmd *command) (got, dead bool) 
 	}
 }
 
-func (s *session) markBroken(cmd *command) {
+// markCmd records that cmd could not be written upstream, and whether the
+// client could not send all of it.
+func (s *session) markCmd(cmd *command, incomplete bool) {
 	s.mu.Lock()
-	cmd.broken = true
+	cmd.unsent = true
+	cmd.incomplete = cmd.incomplete || incomplete
 	s.mu.Unlock()
 }
 
@@ -382,7 +387,7 @@ func (s *session) forwardDone(idle *command, line []byte) error {
 	s.mu.Lock()
 	s.sending = nil
 	if err != nil {
-		idle.broken = true
+		idle.unsent = true
 	}
 	s.cond.Broadcast()
 	s.mu.Unlock()

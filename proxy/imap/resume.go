@@ -112,7 +112,7 @@ func (s *session) resumeTask(old *upstream, reason string, cause error) {
 		case c.class.kind == kindLogout:
 			out = append(out, "* BYE Logging out\r\n"+c.tag+" OK LOGOUT completed\r\n"...)
 			logout = true
-		case c.class.replay && !c.broken && c.raw != nil:
+		case c.class.replay && !c.incomplete && c.raw != nil:
 			c.replaying = true
 			c.heldOK = nil
 			replay = append(replay, c)
@@ -247,10 +247,13 @@ func (s *session) replay(u *upstream, c *command) error {
 	if err != nil {
 		return err
 	}
+	s.mu.Lock()
+	c.unsent = false
+	s.mu.Unlock()
 	if err := s.sendCommand(u, c, line, &replaySource{rest: raw[i+1:]}); err != nil {
 		return err
 	}
-	if c.broken {
+	if c.unsent {
 		return errUpstreamClosed
 	}
 	return nil

@@ -79,8 +79,13 @@ type command struct {
 	// raw is the whole command after the tag (line text and literals, as
 	// received) when it may be replayed; nil otherwise.
 	raw []byte
-	// broken: forwarding was cut by an upstream failure part-way.
-	broken bool
+	// incomplete: the client did not send the whole command (it was
+	// waiting for a continuation the dead upstream never gave), so it
+	// cannot be sent again; it gets NO [UNAVAILABLE].
+	incomplete bool
+	// unsent: writing it upstream failed (the upstream is gone). The
+	// command may still be replayed if it is complete.
+	unsent bool
 	// cont receives true when the upstream asked for the literal, false
 	// when the command ended (or the upstream died) first.
 	cont chan bool
