@@ -3,6 +3,7 @@ package imap
 import (
 	"bytes"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -11,6 +12,9 @@ import (
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
 	"github.com/emersion/go-sasl"
+
+	"github.com/oauthbridge/oauthbridge/internal/fakegmail"
+	"github.com/oauthbridge/oauthbridge/proxy"
 )
 
 func TestLoginSelectFetch(t *testing.T) {
@@ -257,5 +261,38 @@ func TestLogoutLine(t *testing.T) {
 	}
 	if l := e.logs.Lines("msg=logout")[0]; !strings.Contains(l, "reason=logout") {
 		t.Fatalf("logout line %q, want reason=logout", l)
+	}
+}
+
+// TestSixteenthSessionRefused: with a per-account limit of 15 (Gmail's own
+// IMAP limit), the 16th concurrent login of one account gets a clean
+// NO [LIMIT] and the first 15 keep working.
+func TestSixteenthSessionRefused(t *testing.T) {
+	e := newEnv(t, func(_ *fakegmail.Options, s *Server, _ *proxy.Account) {
+		s.Limits = proxy.NewLimiter(proxy.Limits{PerAccount: 15})
+	})
+	var clients []*imapclient.Client
+	for i := 0; i < 15; i++ {
+		clients = append(clients, e.login(t, nil))
+	}
+	c := e.dial(t, nil)
+	err := c.Login(testUser, testPass).Wait()
+	var ie *imap.Error
+	if !errors.As(err, &ie) || ie.Code != imap.ResponseCodeLimit {
+		t.Fatalf("16th login: %v, want NO [LIMIT]", err)
+	}
+	if n := e.fg.Connections(testUser, fakegmail.ProtoIMAP); n != 15 {
+		t.Fatalf("%d upstream sessions, want 15 (the refused one must not reach the upstream)", n)
+	}
+	for i, c := range clients {
+		if err := c.Noop().Wait(); err != nil {
+			t.Fatalf("session %d after the refusal: %v", i, err)
+		}
+	}
+	clients[0].Logout().Wait()
+	clients[0].Close()
+	// A freed slot is usable again.
+	if err := waitFor(5*time.Second, func() bool { return c.Login(testUser, testPass).Wait() == nil }); err != nil {
+		t.Fatal("no login after a session ended")
 	}
 }

@@ -2,7 +2,9 @@ package imap
 
 import (
 	"crypto/sha256"
+	"fmt"
 	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
 
@@ -114,4 +116,55 @@ func TestRotationUnderContinuousLoad(t *testing.T) {
 
 func fetchAll(c *imapclientClient) ([]*imapclientFetchBuffer, error) {
 	return c.Fetch(imap.SeqSetNum(1, 2, 3), &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{{Peek: true}}}).Collect()
+}
+
+// TestRotationOfNeverQuietClient: a client that always has commands in
+// flight (pipelining ten at a time) still gets its upstream rotated: the
+// bridge holds its next command until the in-flight ones finish, swaps,
+// and lets it go. Every command is answered OK, in a session that lives
+// through several token lifetimes.
+func TestRotationOfNeverQuietClient(t *testing.T) {
+	e := newEnv(t, shortTokens())
+	e.fg.SetSessionLifetime(fakegmail.LifetimeToken)
+	r := rawDial(t, e.addr)
+	r.expect(t, "* OK")
+	r.send(t, "a LOGIN "+testUser+" "+testPass)
+	r.expect(t, "a OK")
+	r.send(t, "b SELECT INBOX")
+	for !strings.HasPrefix(r.readLine(t), "b OK") {
+	}
+	const depth = 10
+	sent, done := 0, 0
+	send := func() {
+		sent++
+		r.send(t, fmt.Sprintf("p%d UID FETCH 1:* (FLAGS)", sent))
+	}
+	for i := 0; i < depth; i++ {
+		send()
+	}
+	deadline := time.Now().Add(8 * time.Second)
+	for done < sent {
+		l := r.readLine(t)
+		if !strings.HasPrefix(l, "p") {
+			if strings.HasPrefix(l, "* BYE") {
+				t.Fatalf("client got %q", l)
+			}
+			continue
+		}
+		tag, rest, _ := strings.Cut(l, " ")
+		if !strings.HasPrefix(rest, "OK") {
+			t.Fatalf("%s: %s", tag, rest)
+		}
+		done++
+		if time.Now().Before(deadline) {
+			send() // keep ten in flight
+		}
+	}
+	if n := len(e.logs.Lines("rotated upstream session")); n < 2 {
+		t.Fatalf("%d rotations in 8 s of 3 s tokens, want >= 2 (resumes: %d)", n, len(e.logs.Lines("resumed upstream session")))
+	}
+	if n := e.fg.MaxConnections(testUser, fakegmail.ProtoIMAP); n > 2 {
+		t.Fatalf("%d upstream connections at once", n)
+	}
+	t.Logf("%d pipelined commands answered", done)
 }
