@@ -84,6 +84,21 @@ func (ca *CA) Leaf(hosts ...string) (tls.Certificate, error) {
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil
 }
 
+// LeafPEM is Leaf in PEM form: the certificate and its PKCS #8 key, for a
+// server that reads files (the Dovecot harness).
+func (ca *CA) LeafPEM(hosts ...string) (certPEM, keyPEM []byte, err error) {
+	leaf, err := ca.Leaf(hosts...)
+	if err != nil {
+		return nil, nil, err
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(leaf.PrivateKey)
+	if err != nil {
+		return nil, nil, fmt.Errorf("fakegmail: leaf key: %w", err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: leaf.Certificate[0]}),
+		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), nil
+}
+
 // Pool is a certificate pool holding only this CA.
 func (ca *CA) Pool() *x509.CertPool {
 	p := x509.NewCertPool()
