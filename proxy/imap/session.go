@@ -176,12 +176,16 @@ func (s *session) close() {
 // is closing.
 func (s *session) startTask(f func()) {
 	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.startTaskLocked(f)
+}
+
+// startTaskLocked is startTask with mu held.
+func (s *session) startTaskLocked(f func()) {
 	if s.closed {
-		s.mu.Unlock()
 		return
 	}
 	s.wg.Add(1)
-	s.mu.Unlock()
 	go func() {
 		defer s.wg.Done()
 		s.taskMu.Lock()

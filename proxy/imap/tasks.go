@@ -120,21 +120,6 @@ func (s *session) scheduleLearnLocked(delay time.Duration) {
 	time.AfterFunc(delay, func() { s.startTask(s.learnTask) })
 }
 
-func (s *session) startTaskLocked(f func()) {
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		s.taskMu.Lock()
-		defer s.taskMu.Unlock()
-		s.mu.Lock()
-		closed := s.closed
-		s.mu.Unlock()
-		if !closed {
-			f()
-		}
-	}()
-}
-
 // learnTask fetches the UIDs of messages whose UID the bridge has not seen
 // (a plain FETCH, during which the server may not send EXPUNGE, RFC 3501
 // §7.4.1), so that the client's view can be restored exactly after a cut.
