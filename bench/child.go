@@ -138,9 +138,6 @@ func decodeWithin(r io.Reader, v any, d time.Duration) error {
 	}
 }
 
-// pid is the child's process id.
-func (c *child) pid() int { return c.cmd.Process.Pid }
-
 // stop closes the child's stdin and waits for it to exit, killing it
 // after 30s.
 func (c *child) stop() error {

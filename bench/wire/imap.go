@@ -85,9 +85,6 @@ func (c *IMAP) timeout() time.Duration {
 // Close closes the connection at once.
 func (c *IMAP) Close() error { return c.conn.Close() }
 
-// Conn is the underlying connection.
-func (c *IMAP) Conn() net.Conn { return c.conn }
-
 // Result is what a command's response held.
 type Result struct {
 	Untagged     int   // untagged lines (a line with literals counts once)

@@ -186,15 +186,6 @@ func (p *proc) expect(t *testing.T, substr string, timeout time.Duration) string
 	}
 }
 
-// stdout collects the remaining stdout (after exit).
-func (p *proc) stdout() string {
-	var b strings.Builder
-	for l := range p.lines {
-		b.WriteString(l + "\n")
-	}
-	return b.String()
-}
-
 // runCmd runs the binary to completion with stdin and returns the exit
 // code, stdout and stderr.
 func runCmd(t *testing.T, stdin string, env []string, args ...string) (int, string, string) {

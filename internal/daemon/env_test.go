@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"context"
-	"fmt"
 	"net"
 	"net/http"
 	"net/textproto"
@@ -232,5 +231,3 @@ func (r *rawIMAP) readAll() ([]string, error) {
 		lines = append(lines, l)
 	}
 }
-
-func quote(s string) string { return fmt.Sprintf("%q", s) }

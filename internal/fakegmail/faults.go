@@ -85,10 +85,3 @@ func (sess *session) takeFault(cmd string) (*armedFault, bool) {
 	}
 	return nil, false
 }
-
-// hasFaults is a cheap check before parsing for takeFault.
-func (s *Server) hasFaults() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.faults) > 0
-}

@@ -123,27 +123,6 @@ func (s *argScanner) remaining() []byte {
 	return bytes.TrimLeft(s.rest, " ")
 }
 
-// quoteString renders v as an IMAP quoted string, or as a literal when it
-// holds characters a quoted string cannot (CR, LF, NUL, 8-bit).
-func appendAString(dst, v []byte) []byte {
-	for _, c := range v {
-		if c == '\r' || c == '\n' || c == 0 || c >= 0x80 {
-			dst = append(dst, '{')
-			dst = appendUint(dst, uint64(len(v)))
-			dst = append(dst, "}\r\n"...)
-			return append(dst, v...)
-		}
-	}
-	dst = append(dst, '"')
-	for _, c := range v {
-		if c == '"' || c == '\\' {
-			dst = append(dst, '\\')
-		}
-		dst = append(dst, c)
-	}
-	return append(dst, '"')
-}
-
 func appendUint(dst []byte, n uint64) []byte {
 	var b [20]byte
 	i := len(b)

@@ -70,10 +70,6 @@ func withDialGate(g *dialGate) envOption {
 	}
 }
 
-func withSession(p proxy.SessionPolicy) envOption {
-	return func(_ *fakegmail.Options, _ *Server, a *proxy.Account) { a.Session = p }
-}
-
 // recorder collects the unilateral data a client sees, in order.
 type recorder struct {
 	mu     sync.Mutex

@@ -185,11 +185,9 @@ func (c *clientConn) rebuffer() {
 // isClosedErr reports whether err is an ordinary end of the client
 // connection (the client hung up, or the bridge closed it after LOGOUT).
 func isClosedErr(err error) bool {
-	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, errClientGone) ||
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
 		errors.Is(err, net.ErrClosed) || errors.Is(err, errSessionClosed)
 }
-
-var errClientGone = errors.New("imap: client connection closed")
 
 // traceClient logs a pre-auth client line at debug level, masked.
 func (c *clientConn) traceClient(line []byte) {

@@ -3,7 +3,6 @@ package imap
 import (
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 )
 
@@ -417,9 +416,4 @@ func (s *session) shutdownTask() {
 // that the bridge cannot safely send again.
 func resumeNo(tag string) string {
 	return tag + " NO [UNAVAILABLE] Upstream connection lost while the command ran; it may or may not have taken effect, please check and retry"
-}
-
-// joinLines renders lines with CRLFs.
-func joinLines(lines []string) string {
-	return strings.Join(lines, "\r\n")
 }

@@ -113,19 +113,6 @@ func (c txnCommand) multiLine() bool {
 	return false
 }
 
-// readOnly reports whether the command changes nothing in the maildrop,
-// so replaying it on a new upstream session is invisible to the client.
-// DELE and RSET are replayable too (an upstream session that died without
-// QUIT never commits its marks, RFC 1939 §6), but they are handled by the
-// mark bookkeeping rather than by replay alone.
-func (c txnCommand) readOnly() bool {
-	switch c.Keyword {
-	case "RETR", "TOP", "LIST", "UIDL", "STAT", "NOOP", "CAPA":
-		return true
-	}
-	return false
-}
-
 // line is the canonical command line sent upstream for msg (the message
 // number in the upstream's session), without CRLF. Rebuilding the line
 // instead of forwarding the client's bytes guarantees that the upstream
