@@ -550,7 +550,7 @@ func (s *session) pendingLinesLocked() []byte {
 // so a resume knows the client cannot be kept.
 func (s *session) relay(u *upstream, line []byte, scan func([]byte)) error {
 	bw := s.cl.bw
-	s.setPartial(true)
+	s.partial = true
 	n := 0
 	for {
 		bw.Write(line)
@@ -574,19 +574,13 @@ func (s *session) relay(u *upstream, line []byte, scan func([]byte)) error {
 		}
 	}
 	addBytes(s.toCl, n)
-	s.setPartial(false)
+	s.partial = false
 	if bw.Buffered() > 0 && bw.Available() < 512 {
 		if err := s.cl.flush(); err != nil {
 			return &clientWriteError{err}
 		}
 	}
 	return nil
-}
-
-func (s *session) setPartial(v bool) {
-	s.mu.Lock()
-	s.partial = v
-	s.mu.Unlock()
 }
 
 // skipResponse reads and drops one response whose first line is line.

@@ -33,13 +33,15 @@ func (s *session) resumeWithin() time.Duration {
 // shifted sequence number).
 func (s *session) resumeTask(old *upstream, reason string, cause error) {
 	start := time.Now()
+	s.cwmu.Lock()
+	partial := s.partial
+	s.cwmu.Unlock()
 	s.mu.Lock()
 	if s.up != old || s.closed {
 		s.mu.Unlock()
 		return
 	}
 	s.paused = true
-	partial := s.partial
 	for _, c := range s.inflight {
 		if c.class.kind == kindSelect || c.class.kind == kindExamine {
 			// It is replayed: the mailbox it selects is chosen anew.

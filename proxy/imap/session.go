@@ -32,6 +32,9 @@ type session struct {
 	// for a whole response so that responses never interleave. Lock order:
 	// cwmu before mu.
 	cwmu sync.Mutex
+	// partial: a response to the client is partly written (guarded by
+	// cwmu: only the response writer sets it, on the relay's hot path).
+	partial bool
 
 	mu   sync.Mutex // guards the fields below
 	cond *sync.Cond // broadcast on every change of them
@@ -50,7 +53,6 @@ type session struct {
 	selecting  *mailbox // a SELECT/EXAMINE in flight
 	enabled    []string // extensions the client ENABLEd, restored upstream
 	idCmd      []byte   // the client's last ID command (args), replayed upstream
-	partial    bool     // a response to the client is partly written
 	learning   bool     // a learn task is scheduled or running
 	condstore  bool     // the client enabled CONDSTORE (RFC 7162 §3.1)
 	timer      *time.Timer
@@ -215,10 +217,7 @@ func (s *session) fail(reason string, err error) {
 	s.log.Warn("closing client session", "reason", reason, "error", errString(err))
 	s.setEndReason(reason)
 	s.cwmu.Lock()
-	s.mu.Lock()
-	partial := s.partial
-	s.mu.Unlock()
-	if !partial {
+	if !s.partial {
 		s.cl.bw.WriteString("* BYE [UNAVAILABLE] " + reason + "\r\n")
 		s.cl.flush()
 	}
