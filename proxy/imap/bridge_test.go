@@ -137,10 +137,7 @@ func TestRejectedTokenRefreshedOnce(t *testing.T) {
 	// A token the upstream does not know: Gmail's challenge, then NO; the
 	// bridge must answer the challenge, refresh once and succeed.
 	e.tokens.setToken(&oauth2TokenStale)
-	c := e.login(t, nil)
-	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
-		t.Fatal(err)
-	}
+	e.selected(t, nil)
 	if n := e.tokens.forced.Load(); n != 1 {
 		t.Fatalf("ForceRefresh called %d times, want 1", n)
 	}

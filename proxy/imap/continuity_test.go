@@ -161,10 +161,7 @@ func TestResumeBetweenCommands(t *testing.T) {
 func TestResumeCommandSentIntoTheCut(t *testing.T) {
 	// The client's NOOP reaches a dying upstream: the bridge replays it.
 	e := newEnv(t)
-	c := e.login(t, nil)
-	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
-		t.Fatal(err)
-	}
+	c := e.selected(t, nil)
 	e.fg.ArmFault(fakegmail.Fault{User: testUser, Proto: fakegmail.ProtoIMAP, OnCommand: "NOOP", Kick: fakegmail.KickGmailBye})
 	if err := c.Noop().Wait(); err != nil {
 		t.Fatalf("NOOP cut upstream: %v", err)
@@ -203,10 +200,7 @@ func TestIdleAcrossKick(t *testing.T) {
 
 func TestFetchInFlightReplayed(t *testing.T) {
 	e := newEnv(t)
-	c := e.login(t, nil)
-	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
-		t.Fatal(err)
-	}
+	c := e.selected(t, nil)
 	stored, _, _ := e.fg.Messages(testUser, "INBOX")
 	e.fg.ArmFault(fakegmail.Fault{User: testUser, Proto: fakegmail.ProtoIMAP, OnCommand: "FETCH", Kick: fakegmail.KickGmailBye})
 	msgs, err := c.Fetch(imap.SeqSetNum(3), &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{{Peek: true}}}).Collect()
@@ -230,10 +224,7 @@ func firstBody(m *imapclient.FetchMessageBuffer) []byte {
 
 func TestStoreInFlightUnavailable(t *testing.T) {
 	e := newEnv(t)
-	c := e.login(t, nil)
-	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
-		t.Fatal(err)
-	}
+	c := e.selected(t, nil)
 	e.fg.ArmFault(fakegmail.Fault{User: testUser, Proto: fakegmail.ProtoIMAP, OnCommand: "STORE", Kick: fakegmail.KickGmailBye})
 	store := &imap.StoreFlags{Op: imap.StoreFlagsAdd, Flags: []imap.Flag{imap.FlagFlagged}}
 	_, err := c.Store(imap.SeqSetNum(1), store, nil).Collect()
@@ -321,18 +312,17 @@ func TestReconcileExpungeAndAppendWhileCut(t *testing.T) {
 	if _, err := c.Fetch(imap.SeqSetNum(1, 2, 3), &imap.FetchOptions{UID: true}).Collect(); err != nil {
 		t.Fatal(err)
 	}
-	gate.close()
-	e.fg.Kick(testUser, fakegmail.KickClose)
-	<-gate.attempts
-	// While the bridge is cut off: message 2 goes, a new one arrives.
-	if err := e.fg.Expunge(testUser, "INBOX", before[1].UID); err != nil {
-		t.Fatal(err)
-	}
-	newUID, err := e.fg.Append(testUser, "INBOX", bigMessage(300))
-	if err != nil {
-		t.Fatal(err)
-	}
-	gate.release()
+	var newUID uint32
+	e.whileCut(t, gate, func() {
+		// While the bridge is cut off: message 2 goes, a new one arrives.
+		if err := e.fg.Expunge(testUser, "INBOX", before[1].UID); err != nil {
+			t.Fatal(err)
+		}
+		var err error
+		if newUID, err = e.fg.Append(testUser, "INBOX", bigMessage(300)); err != nil {
+			t.Fatal(err)
+		}
+	})
 	if err := c.Noop().Wait(); err != nil {
 		t.Fatal(err)
 	}
@@ -368,21 +358,16 @@ func TestReconcileSeqCommandWhileLagging(t *testing.T) {
 	// (FETCH, which may not see EXPUNGE): the bridge translates it.
 	gate := newDialGate()
 	e := newEnv(t, withDialGate(gate))
-	c := e.login(t, nil)
-	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
-		t.Fatal(err)
-	}
+	c := e.selected(t, nil)
 	before, _, _ := e.fg.Messages(testUser, "INBOX")
 	if _, err := c.Fetch(imap.SeqSetNum(1, 2, 3), &imap.FetchOptions{UID: true}).Collect(); err != nil {
 		t.Fatal(err)
 	}
-	gate.close()
-	e.fg.Kick(testUser, fakegmail.KickClose)
-	<-gate.attempts
-	if err := e.fg.Expunge(testUser, "INBOX", before[0].UID); err != nil {
-		t.Fatal(err)
-	}
-	gate.release()
+	e.whileCut(t, gate, func() {
+		if err := e.fg.Expunge(testUser, "INBOX", before[0].UID); err != nil {
+			t.Fatal(err)
+		}
+	})
 	waitLogins(t, e.fg, 2)
 	// Client message 3 is still UID before[2] in the client's view.
 	msgs, err := c.Fetch(imap.SeqSetNum(3), &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{{Peek: true}}}).Collect()
@@ -404,17 +389,12 @@ func TestReconcileSeqCommandWhileLagging(t *testing.T) {
 func TestUIDValidityChangeGivesBye(t *testing.T) {
 	gate := newDialGate()
 	e := newEnv(t, withDialGate(gate))
-	c := e.login(t, nil)
-	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
-		t.Fatal(err)
-	}
-	gate.close()
-	e.fg.Kick(testUser, fakegmail.KickClose)
-	<-gate.attempts
-	if _, err := e.fg.RecreateMailbox(testUser, "INBOX"); err != nil {
-		t.Fatal(err)
-	}
-	gate.release()
+	c := e.selected(t, nil)
+	e.whileCut(t, gate, func() {
+		if _, err := e.fg.RecreateMailbox(testUser, "INBOX"); err != nil {
+			t.Fatal(err)
+		}
+	})
 	if err := c.Noop().Wait(); err == nil {
 		t.Fatal("NOOP succeeded after UIDVALIDITY changed")
 	}

@@ -144,6 +144,27 @@ func (e *env) dial(t *testing.T, opts *imapclient.Options) *imapclient.Client {
 	return c
 }
 
+// selected dials, logs in and selects INBOX.
+func (e *env) selected(t *testing.T, opts *imapclient.Options) *imapclient.Client {
+	t.Helper()
+	c := e.login(t, opts)
+	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// whileCut ends the upstream session and runs change while the bridge
+// cannot reconnect (its dials wait at gate), then lets it reconnect.
+func (e *env) whileCut(t *testing.T, gate *dialGate, change func()) {
+	t.Helper()
+	gate.close()
+	e.fg.Kick(testUser, fakegmail.KickClose)
+	<-gate.attempts
+	change()
+	gate.release()
+}
+
 // login dials and logs in with LOGIN.
 func (e *env) login(t *testing.T, opts *imapclient.Options) *imapclient.Client {
 	t.Helper()

@@ -65,10 +65,7 @@ func TestRotationUnderContinuousLoad(t *testing.T) {
 	}
 	e := newEnv(t, shortTokens())
 	e.fg.SetSessionLifetime(fakegmail.LifetimeToken)
-	c := e.login(t, nil)
-	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
-		t.Fatal(err)
-	}
+	c := e.selected(t, nil)
 	stored, _, _ := e.fg.Messages(testUser, "INBOX")
 	sums := map[imap.UID][32]byte{}
 	for _, m := range stored {
