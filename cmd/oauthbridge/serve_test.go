@@ -185,40 +185,7 @@ func TestServeNotifyReloadStop(t *testing.T) {
 // A second signal during a graceful shutdown exits at once with 1: here
 // the shutdown waits for an SMTP client in the middle of DATA.
 func TestServeSecondSignal(t *testing.T) {
-	f := newFixture(t)
-	f.seed(t, alice)
-	smtpAddr := freeAddr(t)
-	cfgPath := f.writeConfig(t, "config.yaml", []listenerSpec{{"smtp", smtpAddr}}, "alice-pw", "shutdown_grace: 2m\n")
-	ns := newNotifySocket(t)
-	p := start(t, []string{"NOTIFY_SOCKET=" + ns.path}, "serve", "-config", cfgPath)
-	ns.expect(t, "READY=1")
-
-	c, err := net.DialTimeout("tcp", smtpAddr, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(30 * time.Second))
-	tp := textproto.NewConn(c)
-	expect := func(code int) {
-		t.Helper()
-		if _, _, err := tp.ReadResponse(code); err != nil {
-			t.Fatalf("want %d: %v", code, err)
-		}
-	}
-	expect(220)
-	tp.PrintfLine("EHLO test")
-	expect(250)
-	tp.PrintfLine("AUTH PLAIN %s", base64.StdEncoding.EncodeToString([]byte("\x00"+alice+"\x00alice-pw")))
-	expect(235)
-	tp.PrintfLine("MAIL FROM:<%s>", alice)
-	expect(250)
-	tp.PrintfLine("RCPT TO:<%s>", bob)
-	expect(250)
-	tp.PrintfLine("DATA")
-	expect(354)
-	tp.PrintfLine("Subject: half a message")
-	tp.PrintfLine("")
+	_, p, ns, _, _ := serveInData(t, "shutdown_grace: 2m\n", "half a message")
 
 	p.cmd.Process.Signal(syscall.SIGTERM)
 	ns.expect(t, "STOPPING=1")
@@ -239,10 +206,31 @@ func TestServeSecondSignal(t *testing.T) {
 // the rest, gets 250 only after the upstream accepted it, and the process
 // exits 0.
 func TestServeDrainsSMTPData(t *testing.T) {
+	f, p, ns, tp, expect := serveInData(t, "", "sent across a shutdown")
+
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	ns.expect(t, "STOPPING=1")
+	tp.PrintfLine("the rest of the message")
+	tp.PrintfLine(".")
+	expect(250)
+	sent := f.fg.Sent()
+	if len(sent) != 1 || !strings.Contains(string(sent[0].Data), "the rest of the message") {
+		t.Errorf("upstream received %d messages: %+v", len(sent), sent)
+	}
+	if code := p.wait(t, 30*time.Second); code != 0 {
+		t.Errorf("exit %d, want 0", code)
+	}
+}
+
+// serveInData runs serve with one SMTP listener (extra appended to the
+// config) and leaves a client logged in as alice in the middle of DATA,
+// after a Subject header and the blank line.
+func serveInData(t *testing.T, extra, subject string) (*fixture, *proc, *notifySocket, *textproto.Conn, func(int) string) {
+	t.Helper()
 	f := newFixture(t)
 	f.seed(t, alice)
 	smtpAddr := freeAddr(t)
-	cfgPath := f.writeConfig(t, "config.yaml", []listenerSpec{{"smtp", smtpAddr}}, "alice-pw", "")
+	cfgPath := f.writeConfig(t, "config.yaml", []listenerSpec{{"smtp", smtpAddr}}, "alice-pw", extra)
 	ns := newNotifySocket(t)
 	p := start(t, []string{"NOTIFY_SOCKET=" + ns.path}, "serve", "-config", cfgPath)
 	ns.expect(t, "READY=1")
@@ -251,7 +239,7 @@ func TestServeDrainsSMTPData(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	t.Cleanup(func() { c.Close() })
 	c.SetDeadline(time.Now().Add(30 * time.Second))
 	tp := textproto.NewConn(c)
 	expect := func(code int) string {
@@ -273,21 +261,9 @@ func TestServeDrainsSMTPData(t *testing.T) {
 	expect(250)
 	tp.PrintfLine("DATA")
 	expect(354)
-	tp.PrintfLine("Subject: sent across a shutdown")
+	tp.PrintfLine("Subject: %s", subject)
 	tp.PrintfLine("")
-
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	ns.expect(t, "STOPPING=1")
-	tp.PrintfLine("the rest of the message")
-	tp.PrintfLine(".")
-	expect(250)
-	sent := f.fg.Sent()
-	if len(sent) != 1 || !strings.Contains(string(sent[0].Data), "the rest of the message") {
-		t.Errorf("upstream received %d messages: %+v", len(sent), sent)
-	}
-	if code := p.wait(t, 30*time.Second); code != 0 {
-		t.Errorf("exit %d, want 0", code)
-	}
+	return f, p, ns, tp, expect
 }
 
 // With WatchdogSec (WATCHDOG_USEC) set, serve pings WATCHDOG=1.
