@@ -182,6 +182,33 @@ func (c *testClient) closed() string {
 	return string(rest)
 }
 
+// dripUntilClosed writes b every interval (a slowloris client) until the
+// bridge closes the connection, which it asserts as closed does.
+func (c *testClient) dripUntilClosed(t *testing.T, interval time.Duration, b byte) {
+	t.Helper()
+	stop := make(chan struct{})
+	dripped := make(chan struct{})
+	go func() {
+		defer close(dripped)
+		tick := time.NewTicker(interval)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+			c.conn.SetWriteDeadline(time.Now().Add(opTimeout))
+			if _, err := c.conn.Write([]byte{b}); err != nil {
+				return
+			}
+		}
+	}()
+	c.closed()
+	close(stop)
+	<-dripped
+}
+
 func isReset(err error) bool {
 	return err != nil && (strings.Contains(err.Error(), "connection reset") || strings.Contains(err.Error(), "broken pipe"))
 }
