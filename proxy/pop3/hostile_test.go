@@ -116,27 +116,7 @@ func TestSlowloris(t *testing.T) {
 	t.Run("drip", func(t *testing.T) {
 		c := greeted(t, b.addr)
 		start := time.Now()
-		stop := make(chan struct{})
-		dripped := make(chan struct{})
-		go func() {
-			defer close(dripped)
-			tick := time.NewTicker(20 * time.Millisecond)
-			defer tick.Stop()
-			for {
-				select {
-				case <-stop:
-					return
-				case <-tick.C:
-				}
-				c.conn.SetWriteDeadline(time.Now().Add(opTimeout))
-				if _, err := c.conn.Write([]byte("x")); err != nil {
-					return
-				}
-			}
-		}()
-		c.closed()
-		close(stop)
-		<-dripped
+		c.dripUntilClosed(t, 20*time.Millisecond, 'x')
 		if d := time.Since(start); d > loginTimeout+5*time.Second {
 			t.Errorf("closed after %v", d)
 		}

@@ -399,27 +399,7 @@ func TestSlowlorisAfterLogin(t *testing.T) {
 	e := startEnv(t, envOptions{bridgeOptions: bridgeOptions{tune: func(s *pop3.Server) { s.IdleTimeout = idle }}})
 	c := e.login(t)
 	start := time.Now()
-	stop := make(chan struct{})
-	dripped := make(chan struct{})
-	go func() {
-		defer close(dripped)
-		tick := time.NewTicker(idle / 8)
-		defer tick.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-tick.C:
-			}
-			c.conn.SetWriteDeadline(time.Now().Add(opTimeout))
-			if _, err := c.conn.Write([]byte("N")); err != nil {
-				return
-			}
-		}
-	}()
-	c.closed()
-	close(stop)
-	<-dripped
+	c.dripUntilClosed(t, idle/8, 'N')
 	if d := time.Since(start); d > idle+5*time.Second {
 		t.Errorf("closed after %v", d)
 	}
