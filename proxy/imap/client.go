@@ -62,7 +62,12 @@ func (s *session) handleCommand(line []byte) error {
 		// The bridge must keep seeing the stream to track the session.
 		return s.refuse(line, tag+" NO [CANNOT] COMPRESS is not available through this bridge")
 	case kindEnable:
-		line = rewriteEnable(line)
+		var kept bool
+		if line, kept = rewriteEnable(line); !kept {
+			// Nothing left to enable: answer as the server would (RFC 5161
+			// §3.1: an ENABLED response listing none).
+			return s.refuse(line, "* ENABLED\r\n"+tag+" OK ENABLE completed")
+		}
 	}
 	cmd := &command{tag: tag, name: name, class: class}
 	return s.forward(cmd, line, args)
@@ -97,13 +102,12 @@ func (s *session) refuse(line []byte, reply string) error {
 
 // rewriteEnable drops extensions from an ENABLE command that the bridge
 // does not advertise (see dropCap): a client asking for them anyway must
-// not get them behind the bridge's back.
-func rewriteEnable(line []byte) []byte {
+// not get them behind the bridge's back. kept is false when none is left.
+func rewriteEnable(line []byte) (out []byte, kept bool) {
 	body := trimEOL(line)
 	tag, rest := splitWord(body)
 	name, caps := splitWord(rest)
-	out := append(append(append([]byte(nil), tag...), ' '), name...)
-	kept := 0
+	out = append(append(append([]byte(nil), tag...), ' '), name...)
 	for len(caps) > 0 {
 		var c []byte
 		c, caps = splitWord(caps)
@@ -111,14 +115,9 @@ func rewriteEnable(line []byte) []byte {
 			continue
 		}
 		out = append(append(out, ' '), c...)
-		kept++
+		kept = true
 	}
-	if kept == 0 {
-		// "ENABLE" needs an argument; keep one the server ignores
-		// harmlessly (RFC 5161 §3.1: unknown extensions are ignored).
-		out = append(out, " X-OAUTHBRIDGE-NONE"...)
-	}
-	return append(out, '\r', '\n')
+	return append(out, '\r', '\n'), kept
 }
 
 // forward sends one client command upstream: its first line (already

@@ -58,6 +58,11 @@ func TestPreauthTranscript(t *testing.T) {
 	r.expectExact(t, "j BAD STARTTLS is only valid before login")
 	r.send(t, "_ob1 NOOP")
 	r.expectExact(t, "_ob1 BAD Tags starting with _ob are reserved by the bridge")
+	// QRESYNC is not offered (a resumed session could not have it): a client
+	// enabling it anyway gets nothing enabled.
+	r.send(t, "l ENABLE QRESYNC")
+	r.expectExact(t, "* ENABLED")
+	r.expectExact(t, "l OK ENABLE completed")
 	r.send(t, "k LOGOUT")
 	r.expect(t, "* BYE")
 	r.expect(t, "k OK")
