@@ -110,7 +110,7 @@ func TestWrongPasswordNeverTouchesTokens(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "AUTHENTICATIONFAILED") {
 		t.Fatalf("login with a wrong password: %v", err)
 	}
-	if n := e.tokens.calls.Load() + e.tokens.forced.Load(); n != 0 {
+	if n := e.tokens.Calls() + e.tokens.Forced(); n != 0 {
 		t.Fatalf("token source called %d times for a wrong password", n)
 	}
 	if err := c.Login(testUser, testPass).Wait(); err != nil {
@@ -120,7 +120,7 @@ func TestWrongPasswordNeverTouchesTokens(t *testing.T) {
 
 func TestRevokedTokenGivesCleanNo(t *testing.T) {
 	e := newEnv(t)
-	e.tokens.revoke()
+	e.tokens.Revoke()
 	c := e.dial(t, nil)
 	err := c.Login(testUser, testPass).Wait()
 	if err == nil {
@@ -136,9 +136,9 @@ func TestRejectedTokenRefreshedOnce(t *testing.T) {
 	e := newEnv(t)
 	// A token the upstream does not know: Gmail's challenge, then NO; the
 	// bridge must answer the challenge, refresh once and succeed.
-	e.tokens.setToken(&oauth2TokenStale)
+	e.tokens.SetToken(&oauth2TokenStale)
 	e.selected(t, nil)
-	if n := e.tokens.forced.Load(); n != 1 {
+	if n := e.tokens.Forced(); n != 1 {
 		t.Fatalf("ForceRefresh called %d times, want 1", n)
 	}
 }
@@ -227,8 +227,11 @@ func TestNoSecretsInDebugLogs(t *testing.T) {
 	c.Select("INBOX", nil).Wait()
 	c.Logout().Wait()
 	c.Close()
-	tok := e.tokens.tok.AccessToken
-	e.logs.AssertNoSecrets(t, testPass, "wrong-password-xyz", tok, b64(string(xoauth2For(testUser, tok))), b64("\x00"+testUser+"\x00"+testPass))
+	secrets := []string{testPass, "wrong-password-xyz", b64("\x00" + testUser + "\x00" + testPass)}
+	for _, tok := range e.tokens.Issued() {
+		secrets = append(secrets, tok, b64(string(xoauth2For(testUser, tok))))
+	}
+	e.logs.AssertNoSecrets(t, secrets...)
 	if !strings.Contains(e.logs.String(), "login") {
 		t.Fatalf("no login line logged:\n%s", e.logs.String())
 	}

@@ -5,13 +5,10 @@ import (
 	"crypto/tls"
 	"errors"
 	"log/slog"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/emersion/go-imap/v2/imapclient"
-	"golang.org/x/oauth2"
 
 	"github.com/oauthbridge/oauthbridge/internal/fakegmail"
 	"github.com/oauthbridge/oauthbridge/proxy"
@@ -23,71 +20,10 @@ const (
 	testPass = "app-password-1"
 )
 
-// fakeTokens is a TokenSource backed by fakegmail's token authority. It
-// counts calls and can be told to fail as if the grant were revoked.
-type fakeTokens struct {
-	fg      *fakegmail.Server
-	user    string
-	mu      sync.Mutex // guards tok and revoked
-	tok     *oauth2.Token
-	revoked bool
-	calls   atomic.Int64
-	forced  atomic.Int64
-}
-
-type consentErr struct{}
-
-func (consentErr) Error() string         { return "tokens: invalid_grant" }
-func (consentErr) ConsentRequired() bool { return true }
-
-func (f *fakeTokens) Token(ctx context.Context) (*oauth2.Token, error) {
-	f.calls.Add(1)
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.revoked {
-		return nil, consentErr{}
-	}
-	if f.tok == nil || time.Until(f.tok.Expiry) < 500*time.Millisecond {
-		f.issueLocked()
-	}
-	return f.tok, nil
-}
-
-func (f *fakeTokens) ForceRefresh(ctx context.Context, rejected string) (*oauth2.Token, error) {
-	f.forced.Add(1)
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.revoked {
-		return nil, consentErr{}
-	}
-	if f.tok == nil || f.tok.AccessToken == rejected {
-		f.issueLocked()
-	}
-	return f.tok, nil
-}
-
-func (f *fakeTokens) issueLocked() {
-	access := f.fg.AccessToken(f.user)
-	f.tok = &oauth2.Token{AccessToken: access, Expiry: f.fg.Tokens().Expiry(access)}
-}
-
-// setToken makes the source hand out tok (e.g. one the upstream rejects).
-func (f *fakeTokens) setToken(tok *oauth2.Token) {
-	f.mu.Lock()
-	f.tok = tok
-	f.mu.Unlock()
-}
-
-func (f *fakeTokens) revoke() {
-	f.mu.Lock()
-	f.revoked = true
-	f.mu.Unlock()
-}
-
 // env is a bridge in front of a fake Gmail, with one account.
 type env struct {
 	fg     *fakegmail.Server
-	tokens *fakeTokens
+	tokens *proxytest.Tokens
 	acct   *proxy.Account
 	auth   *proxytest.Authenticator
 	srv    *Server
@@ -117,7 +53,10 @@ func newEnvInfo(t testing.TB, info proxy.ListenerInfo, opts ...envOption) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { fg.Close() })
-	tokens := &fakeTokens{fg: fg, user: testUser}
+	tokens := &proxytest.Tokens{Issue: func() (string, time.Time) {
+		access := fg.AccessToken(testUser)
+		return access, fg.Tokens().Expiry(access)
+	}}
 	acct.Tokens = tokens
 	acct.IMAP = proxy.Endpoint{Addr: fg.IMAPAddr(), TLSConfig: &tls.Config{RootCAs: fg.RootCAs()}}
 	auth := proxytest.NewAuthenticator()

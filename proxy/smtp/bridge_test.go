@@ -337,15 +337,15 @@ func TestLoginErrors(t *testing.T) {
 	proxytest.VerifyNoLeaks(t)
 	t.Run("revoked grant", func(t *testing.T) {
 		b := startBridge(t, bridgeOpts{})
-		b.tokens[alice].revoke()
+		b.tokens[alice].Revoke()
 		c := b.client()
 		err := c.Auth(sasl.NewPlainClient("", alice, alicePW))
 		se, ok := err.(*gosmtp.SMTPError)
 		if !ok || se.Code != 535 || se.EnhancedCode != (gosmtp.EnhancedCode{5, 7, 8}) || !strings.Contains(se.Message, "oauthbridge authorize alice@gmail.com") {
 			t.Fatalf("AUTH: %#v", err)
 		}
-		if b.tokens[alice].refreshCount() != 1 {
-			t.Errorf("refreshes %d, want one forced refresh", b.tokens[alice].refreshCount())
+		if b.tokens[alice].Forced() != 1 {
+			t.Errorf("refreshes %d, want one forced refresh", b.tokens[alice].Forced())
 		}
 		if len(b.logs.Lines("upstream login failed", "outcome=consent_required", "account=alice@gmail.com")) != 1 {
 			t.Errorf("no login failed line: %s", b.logs.String())

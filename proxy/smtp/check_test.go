@@ -23,7 +23,7 @@ func TestCheckUpstream(t *testing.T) {
 		}
 	}
 	b := startBridge(t, bridgeOpts{})
-	b.tokens[alice].revoke()
+	b.tokens[alice].Revoke()
 	if _, err := CheckUpstream(context.Background(), &proxy.Dialer{}, b.accts[alice]); proxy.Classify(err) != proxy.FailConsent {
 		t.Fatalf("CheckUpstream with a revoked grant: %v, want a consent-required error", err)
 	}

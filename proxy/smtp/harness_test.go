@@ -32,68 +32,6 @@ const (
 	unusedPW = "scanner-app-password-3"
 )
 
-// testTokens is the account's token source: fresh access tokens from the
-// fake's token authority; revoke makes it behave as tokens.Manager does
-// after invalid_grant (the current token is refused upstream, the forced
-// refresh says consent is required).
-type testTokens struct {
-	fg   *fakegmail.Server
-	user string
-
-	mu        sync.Mutex // guards the fields below
-	revoked   bool
-	issued    []string
-	refreshes int
-}
-
-type consentErr struct{}
-
-func (consentErr) Error() string         { return "tokens: invalid_grant (test)" }
-func (consentErr) ConsentRequired() bool { return true }
-
-func (tt *testTokens) Token(ctx context.Context) (*oauth2.Token, error) {
-	tt.mu.Lock()
-	defer tt.mu.Unlock()
-	if tt.revoked {
-		return &oauth2.Token{AccessToken: "ya29.revoked-token-for-test", Expiry: time.Now().Add(time.Hour)}, nil
-	}
-	return tt.issueLocked(), nil
-}
-
-func (tt *testTokens) ForceRefresh(ctx context.Context, rejected string) (*oauth2.Token, error) {
-	tt.mu.Lock()
-	defer tt.mu.Unlock()
-	tt.refreshes++
-	if tt.revoked {
-		return nil, consentErr{}
-	}
-	return tt.issueLocked(), nil
-}
-
-func (tt *testTokens) issueLocked() *oauth2.Token {
-	tok := tt.fg.AccessToken(tt.user)
-	tt.issued = append(tt.issued, tok)
-	return &oauth2.Token{AccessToken: tok, Expiry: tt.fg.Tokens().Expiry(tok)}
-}
-
-func (tt *testTokens) revoke() {
-	tt.mu.Lock()
-	tt.revoked = true
-	tt.mu.Unlock()
-}
-
-func (tt *testTokens) refreshCount() int {
-	tt.mu.Lock()
-	defer tt.mu.Unlock()
-	return tt.refreshes
-}
-
-func (tt *testTokens) secrets() []string {
-	tt.mu.Lock()
-	defer tt.mu.Unlock()
-	return append([]string(nil), tt.issued...)
-}
-
 // bridge is an SMTP bridge on 127.0.0.1:0 in front of a fake Gmail.
 type bridge struct {
 	t       testing.TB
@@ -103,7 +41,7 @@ type bridge struct {
 	auth    *proxytest.Authenticator
 	logs    *proxytest.LogBuffer
 	metrics *metrics.Metrics
-	tokens  map[string]*testTokens
+	tokens  map[string]*proxytest.Tokens
 	accts   map[string]*proxy.Account
 	ca      *fakegmail.CA // signs the bridge's own certificate (local TLS)
 	ln      *proxy.Listener
@@ -137,7 +75,7 @@ func startBridge(t testing.TB, o bridgeOpts) *bridge {
 		auth:    proxytest.NewAuthenticator(),
 		logs:    proxytest.NewLogBuffer(),
 		metrics: metrics.New(),
-		tokens:  map[string]*testTokens{},
+		tokens:  map[string]*proxytest.Tokens{},
 		accts:   map[string]*proxy.Account{},
 	}
 	ep := proxy.Endpoint{Addr: fg.SMTPAddr(), TLS: proxy.UpstreamImplicitTLS, TLSConfig: &tls.Config{RootCAs: fg.RootCAs()}}
@@ -145,7 +83,10 @@ func startBridge(t testing.TB, o bridgeOpts) *bridge {
 		ep = proxy.Endpoint{Addr: fg.SubmissionAddr(), TLS: proxy.UpstreamStartTLS, TLSConfig: &tls.Config{RootCAs: fg.RootCAs()}}
 	}
 	for user, pw := range map[string]string{alice: alicePW, bob: bobPW, scanner: unusedPW} {
-		tt := &testTokens{fg: fg, user: user}
+		tt := &proxytest.Tokens{Issue: func() (string, time.Time) {
+			access := fg.AccessToken(user)
+			return access, fg.Tokens().Expiry(access)
+		}}
 		acct := &proxy.Account{Name: user, ConfigName: user, UpstreamUser: user, Tokens: tt, SMTP: ep, Session: o.session}
 		b.tokens[user], b.accts[user] = tt, acct
 		b.auth.Add(user, pw, acct)
@@ -260,7 +201,7 @@ func (b *bridge) clientTLS() *tls.Config {
 func (b *bridge) secrets() []string {
 	s := []string{alicePW, bobPW, unusedPW}
 	for _, tt := range b.tokens {
-		s = append(s, tt.secrets()...)
+		s = append(s, tt.Issued()...)
 	}
 	return s
 }

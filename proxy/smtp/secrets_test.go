@@ -48,7 +48,7 @@ func TestNoSecretsInDebugLogs(t *testing.T) {
 	if err := b.client().Auth(sasl.NewPlainClient("", bob, "wrong-"+bobPW)); smtpCode(err) != 535 {
 		t.Fatalf("wrong password: %v", err)
 	}
-	b.tokens[bob].revoke()
+	b.tokens[bob].Revoke()
 	if err := b.client().Auth(sasl.NewPlainClient("", bob, bobPW)); smtpCode(err) != 535 {
 		t.Fatalf("revoked: %v", err)
 	}
@@ -67,7 +67,7 @@ func TestNoSecretsInDebugLogs(t *testing.T) {
 	secrets := b.secrets()
 	secrets = append(secrets, "wrong-"+bobPW, "\x00"+alice+"\x00"+alicePW, "\x00"+bob+"\x00"+bobPW, "ya29.revoked-token-for-test")
 	for user, tt := range b.tokens {
-		for _, tok := range tt.secrets() {
+		for _, tok := range tt.Issued() {
 			secrets = append(secrets, string(proxy.XOAuth2Payload(user, tok)))
 		}
 	}
