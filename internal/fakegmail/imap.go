@@ -66,23 +66,9 @@ func (s *Server) startIMAP(addr string) error {
 
 func (svc *imapService) addr() string { return svc.ln.Addr().String() }
 
-// handoff wraps an accepted TLS connection and gives it to imapserver.
+// handoff gives an accepted TLS connection to imapserver.
 func (svc *imapService) handoff(tlsConn *tls.Conn, raw net.Conn) {
-	s := svc.srv
-	fr := &imapFramer{srv: s}
-	c := newWireConn(tlsConn, raw, ProtoIMAP, fr)
-	if c.sess = s.newSession(ProtoIMAP, remoteIP(raw), c); c.sess == nil {
-		raw.Close()
-		return
-	}
-	s.conns.Add(1)
-	c.onClose = func() {
-		c.sess.close()
-		s.conns.Done()
-	}
-	if !svc.feed.deliver(c) {
-		c.Close()
-	}
+	svc.srv.handoff(tlsConn, raw, ProtoIMAP, &imapFramer{srv: svc.srv}, svc.feed)
 }
 
 func (svc *imapService) close() {

@@ -112,3 +112,22 @@ func listen(addr string) (net.Listener, error) {
 	}
 	return ln, nil
 }
+
+// handoff wraps an accepted TLS connection with the protocol's framer (the
+// fault and kick machinery), registers its session, and gives it to the
+// library server that reads from feed.
+func (s *Server) handoff(tc *tls.Conn, raw net.Conn, proto string, fr framer, feed *chanListener) {
+	c := newWireConn(tc, raw, proto, fr)
+	if c.sess = s.newSession(proto, remoteIP(raw), c); c.sess == nil {
+		raw.Close()
+		return
+	}
+	s.conns.Add(1)
+	c.onClose = func() {
+		c.sess.close()
+		s.conns.Done()
+	}
+	if !feed.deliver(c) {
+		c.Close()
+	}
+}

@@ -109,21 +109,7 @@ func (svc *smtpService) close() {
 // handoff gives a TLS connection to go-smtp. afterSTARTTLS: the client
 // has been greeted already, so go-smtp's greeting is swallowed.
 func (svc *smtpService) handoff(tc *tls.Conn, raw net.Conn, afterSTARTTLS bool) {
-	s := svc.srv
-	fr := &smtpFramer{srv: s, swallowGreeting: afterSTARTTLS}
-	c := newWireConn(tc, raw, ProtoSMTP, fr)
-	if c.sess = s.newSession(ProtoSMTP, remoteIP(raw), c); c.sess == nil {
-		raw.Close()
-		return
-	}
-	s.conns.Add(1)
-	c.onClose = func() {
-		c.sess.close()
-		s.conns.Done()
-	}
-	if !svc.feed.deliver(c) {
-		c.Close()
-	}
+	svc.srv.handoff(tc, raw, ProtoSMTP, &smtpFramer{srv: svc.srv, swallowGreeting: afterSTARTTLS}, svc.feed)
 }
 
 func (svc *smtpService) newSession(conn *smtp.Conn) (smtp.Session, error) {
