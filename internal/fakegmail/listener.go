@@ -53,6 +53,16 @@ func (l *chanListener) Addr() net.Addr { return l.addrv }
 // each TLS handshake in its own goroutine (bounded by a deadline), and
 // calls handle with the result.
 func acceptLoop(s *Server, ln net.Listener, cfg *tls.Config, handle func(*tls.Conn, net.Conn)) {
+	acceptRaw(s, ln, func(raw net.Conn) {
+		if tc, ok := handshake(s, raw, cfg); ok {
+			handle(tc, raw)
+		}
+	})
+}
+
+// acceptRaw accepts TCP connections on ln until it is closed and serves
+// each in its own goroutine, tracked by s.wg.
+func acceptRaw(s *Server, ln net.Listener, serve func(net.Conn)) {
 	for {
 		raw, err := ln.Accept()
 		if err != nil {
@@ -67,10 +77,7 @@ func acceptLoop(s *Server, ln net.Listener, cfg *tls.Config, handle func(*tls.Co
 		}
 		go func() {
 			defer s.wg.Done()
-			tc, ok := handshake(s, raw, cfg)
-			if ok {
-				handle(tc, raw)
-			}
+			serve(raw)
 		}()
 	}
 }

@@ -21,26 +21,7 @@ import (
 const plainTimeout = 5 * time.Minute
 
 // acceptPlain accepts submission connections until the listener closes.
-func (svc *smtpService) acceptPlain() {
-	s := svc.srv
-	for {
-		raw, err := svc.starttls.Accept()
-		if err != nil {
-			if !errors.Is(err, net.ErrClosed) {
-				s.log.Error("accept", "err", err)
-			}
-			return
-		}
-		if !s.track() {
-			raw.Close()
-			return
-		}
-		go func() {
-			defer s.wg.Done()
-			svc.plain(raw)
-		}()
-	}
-}
+func (svc *smtpService) acceptPlain() { acceptRaw(svc.srv, svc.starttls, svc.plain) }
 
 // plain runs the dialogue up to STARTTLS.
 func (svc *smtpService) plain(raw net.Conn) {
