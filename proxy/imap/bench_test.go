@@ -173,17 +173,8 @@ func BenchmarkNoop(b *testing.B) {
 //	go test -run '^$' -bench Resume -benchtime 200x ./proxy/imap/
 func BenchmarkResume(b *testing.B) {
 	e := newEnv(b)
-	c, err := imapclient.DialInsecure(e.addr, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
+	c := selectedB(b, e.addr)
 	defer c.Close()
-	if err := c.Login(testUser, testPass).Wait(); err != nil {
-		b.Fatal(err)
-	}
-	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
-		b.Fatal(err)
-	}
 	lat := make([]time.Duration, 0, b.N)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
@@ -219,17 +210,8 @@ func BenchmarkRotationCost(b *testing.B) {
 				})
 			}
 			e := newEnv(b, opts...)
-			c, err := imapclient.DialInsecure(e.addr, nil)
-			if err != nil {
-				b.Fatal(err)
-			}
+			c := selectedB(b, e.addr)
 			defer c.Close()
-			if err := c.Login(testUser, testPass).Wait(); err != nil {
-				b.Fatal(err)
-			}
-			if _, err := c.Select("INBOX", nil).Wait(); err != nil {
-				b.Fatal(err)
-			}
 			stored, _, _ := e.fg.Messages(testUser, "INBOX")
 			uid := imap.UID(stored[0].UID)
 			lat := make([]time.Duration, 0, b.N)
@@ -256,4 +238,20 @@ func reportPercentiles(b *testing.B, lat []time.Duration, what string) {
 	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), what+"-p50-µs")
 	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), what+"-p99-µs")
 	b.ReportMetric(float64(lat[len(lat)-1].Microseconds()), what+"-max-µs")
+}
+
+// selectedB logs in to the bridge at addr and selects INBOX.
+func selectedB(b *testing.B, addr string) *imapclient.Client {
+	b.Helper()
+	c, err := imapclient.DialInsecure(addr, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := c.Login(testUser, testPass).Wait(); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+		b.Fatal(err)
+	}
+	return c
 }
