@@ -69,15 +69,45 @@ type proc struct {
 	err    error // of Wait, after done
 }
 
+// syncBuffer collects a process's stderr; waitFor waits for text in it.
 type syncBuffer struct {
-	mu sync.Mutex // guards b
-	b  bytes.Buffer
+	mu      sync.Mutex // guards b and changed
+	b       bytes.Buffer
+	changed chan struct{} // closed and replaced at every Write
 }
 
 func (s *syncBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.changed != nil {
+		close(s.changed)
+		s.changed = nil
+	}
 	return s.b.Write(p)
+}
+
+// waitFor waits until the buffer holds substr, or timeout passes (false).
+// The process's stderr reaches the buffer through os/exec's copying
+// goroutine, so a line the process wrote may arrive a moment later.
+func (s *syncBuffer) waitFor(substr string, timeout time.Duration) bool {
+	deadline := time.After(timeout)
+	for {
+		s.mu.Lock()
+		if strings.Contains(s.b.String(), substr) {
+			s.mu.Unlock()
+			return true
+		}
+		if s.changed == nil {
+			s.changed = make(chan struct{})
+		}
+		ch := s.changed
+		s.mu.Unlock()
+		select {
+		case <-ch:
+		case <-deadline:
+			return false
+		}
+	}
 }
 
 func (s *syncBuffer) String() string {

@@ -156,7 +156,7 @@ func TestServeNotifyReloadStop(t *testing.T) {
 	p.cmd.Process.Signal(syscall.SIGHUP)
 	ns.expect(t, "RELOADING=1")
 	ns.expect(t, "READY=1")
-	if !strings.Contains(p.stderr.String(), "listeners[0].tsl") {
+	if !p.stderr.waitFor("listeners[0].tsl", 10*time.Second) {
 		t.Errorf("the refused reload is not logged with its key path:\n%s", p.stderr.String())
 	}
 	if err := imapLoginErr(imapAddr, alice, "alice-new-pw"); err != nil {
