@@ -148,12 +148,14 @@ func (s *session) resumeTask(old *upstream, reason string, cause error) {
 			break // the new upstream failed too: its loop resumes again
 		}
 	}
-	s.release()
+	// Counted and logged before the client goes on, so what the client
+	// does next is always after the record of the resume.
+	s.srv.Metrics.Resume("imap", true, reason)
+	log.Info("resumed upstream session", "duration", time.Since(start).Round(time.Millisecond), "replayed", len(replay))
 	s.mu.Lock()
 	s.scheduleRotationLocked(r.up)
 	s.mu.Unlock()
-	s.srv.Metrics.Resume("imap", true, reason)
-	log.Info("resumed upstream session", "duration", time.Since(start).Round(time.Millisecond), "replayed", len(replay))
+	s.release()
 }
 
 // reconnect logs in a new upstream session with bounded retries and

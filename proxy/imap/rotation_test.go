@@ -52,9 +52,8 @@ func TestIdleAcrossRotation(t *testing.T) {
 	if n := e.fg.MaxConnections(testUser, fakegmail.ProtoIMAP); n > 2 {
 		t.Fatalf("%d upstream connections at once, want at most 2", n)
 	}
-	// The rotation task logs after it let the client go on: wait for it.
-	if err := waitFor(10*time.Second, func() bool { return len(e.logs.Lines("rotated upstream session")) >= 2 }); err != nil {
-		t.Fatalf("%d rotations logged, want >= 2", len(e.logs.Lines("rotated upstream session")))
+	if n := len(e.logs.Lines("rotated upstream session")); n < 2 {
+		t.Fatalf("%d rotations logged, want >= 2", n)
 	}
 }
 

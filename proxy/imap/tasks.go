@@ -335,13 +335,13 @@ func (s *session) rotateTask() {
 	}
 	s.wg.Add(1)
 	go s.upstreamLoop(r.up)
-	s.release()
+	s.srv.Metrics.Rotation("imap", true, "token_expiry")
+	s.log.Info("rotated upstream session", "duration", time.Since(start).Round(time.Millisecond))
 	s.mu.Lock()
 	s.scheduleRotationLocked(r.up)
 	s.mu.Unlock()
+	s.release()
 	s.retire(old)
-	s.srv.Metrics.Rotation("imap", true, "token_expiry")
-	s.log.Info("rotated upstream session", "duration", time.Since(start).Round(time.Millisecond))
 }
 
 // fillUnknownLocked fills the unknown tail of m.up from the new session's
