@@ -126,7 +126,7 @@ func (s *session) forward(cmd *command, line []byte, args []byte) error {
 	// While the mailbox view lags, starting a command may mean telling the
 	// client about changes first, and that must not interleave with
 	// responses: take the client writer's lock before mu (lock order).
-	cwmuHeld := false
+	cwmuHeld, flushed := false, false
 	s.mu.Lock()
 	for {
 		if s.closed {
@@ -144,6 +144,17 @@ func (s *session) forward(cmd *command, line []byte, args []byte) error {
 				s.mu.Unlock()
 				s.cwmu.Unlock()
 				cwmuHeld = false
+				s.mu.Lock()
+				continue
+			}
+			if !flushed {
+				// sendCommand leaves a command in the upstream buffer
+				// while more client input is pending: before waiting for
+				// the commands in flight, make sure the upstream has them.
+				u := s.up
+				s.mu.Unlock()
+				u.write(nil)
+				flushed = true
 				s.mu.Lock()
 				continue
 			}

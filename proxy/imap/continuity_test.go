@@ -3,6 +3,7 @@ package imap
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"strings"
@@ -398,4 +399,31 @@ func TestUIDValidityChangeGivesBye(t *testing.T) {
 	if err := c.Noop().Wait(); err == nil {
 		t.Fatal("NOOP succeeded after UIDVALIDITY changed")
 	}
+}
+
+// TestPipelinedSeqCommandsWhileLagging: two translated commands arrive in
+// one packet while the view lags; the second waits for the first, which
+// must therefore reach the upstream rather than sit in the bridge's write
+// buffer (before the fix, the session stalled until the upstream ended).
+func TestPipelinedSeqCommandsWhileLagging(t *testing.T) {
+	gate := newDialGate()
+	e := newEnv(t, withDialGate(gate))
+	before, _, _ := e.fg.Messages(testUser, "INBOX")
+	r := rawDial(t, e.addr)
+	r.expect(t, "* OK")
+	r.send(t, "a LOGIN "+testUser+" "+testPass)
+	r.expect(t, "a OK")
+	r.send(t, "b SELECT INBOX")
+	for !strings.HasPrefix(r.readLine(t), "b OK") {
+	}
+	e.whileCut(t, gate, func() {
+		if err := e.fg.Expunge(testUser, "INBOX", before[0].UID); err != nil {
+			t.Fatal(err)
+		}
+	})
+	r.sendRaw(t, "f1 FETCH 3 (UID)\r\nf2 FETCH 2 (UID)\r\n")
+	r.expectExact(t, fmt.Sprintf("* 3 FETCH (UID %d)", before[2].UID))
+	r.expect(t, "f1 OK ")
+	r.expectExact(t, fmt.Sprintf("* 2 FETCH (UID %d)", before[1].UID))
+	r.expect(t, "f2 OK ")
 }
