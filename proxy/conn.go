@@ -55,6 +55,11 @@ type Conn struct {
 	Listener *ListenerInfo
 	// ID names the session in logs ("session" attribute).
 	ID string
+	// Forced is done when the listener force-closes its connections (a
+	// shutdown's grace period ran out, or Close). Closing the socket ends
+	// any read or write on it; a handler that can block on anything else
+	// (a lock, a condition) must end then too. Nil means never.
+	Forced context.Context
 }
 
 // IsTLS reports whether the connection is encrypted now.

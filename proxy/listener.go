@@ -76,6 +76,10 @@ type Listener struct {
 	// (the "drain now" signal).
 	ctx    context.Context
 	cancel context.CancelFunc
+	// forced is handed to connections as Conn.Forced; force is called
+	// by forceClose.
+	forced context.Context
+	force  context.CancelFunc
 	// stopping is closed by Shutdown and Close; it ends the accept loop's
 	// backoff sleeps and makes late connections get ErrShuttingDown.
 	stopping chan struct{}
@@ -84,10 +88,10 @@ type Listener struct {
 	mu sync.Mutex // guards the fields below
 	// conns are the raw connections of running connection goroutines, for
 	// force-closing them.
-	conns   map[net.Conn]struct{}
-	forced  bool          // force-close happened: close newly tracked conns at once
-	serving bool          // Serve was called
-	loopEnd chan struct{} // closed when the accept loop has returned
+	conns     map[net.Conn]struct{}
+	forcedAll bool          // force-close happened: close newly tracked conns at once
+	serving   bool          // Serve was called
+	loopEnd   chan struct{} // closed when the accept loop has returned
 
 	// wg counts connection goroutines. Add is only called by the accept
 	// loop, and Shutdown/Close wait for the loop to end before Wait.
@@ -149,6 +153,7 @@ func newListener(ln net.Listener, cfg ListenerConfig, h Handler) *Listener {
 		hs = DefaultHandshakeTimeout
 	}
 	ctx, cancel := context.WithCancel(WithProto(context.Background(), info.Protocol))
+	forced, force := context.WithCancel(context.Background())
 	l := &Listener{
 		ln:       ln,
 		info:     &info,
@@ -159,6 +164,8 @@ func newListener(ln net.Listener, cfg ListenerConfig, h Handler) *Listener {
 		hsTime:   hs,
 		ctx:      ctx,
 		cancel:   cancel,
+		forced:   forced,
+		force:    force,
 		stopping: make(chan struct{}),
 		conns:    make(map[net.Conn]struct{}),
 		loopEnd:  make(chan struct{}),
@@ -257,7 +264,7 @@ func (l *Listener) serveConn(raw net.Conn) {
 		raw.Close()
 		return
 	}
-	c := &Conn{Conn: raw, Remote: remote, Listener: l.info, ID: newSessionID()}
+	c := &Conn{Conn: raw, Remote: remote, Listener: l.info, ID: newSessionID(), Forced: l.forced}
 	log := l.log.With("session", c.ID, "client_ip", remote.String())
 	defer func() {
 		if r := recover(); r != nil {
@@ -338,7 +345,7 @@ func (l *Listener) isStopping() bool {
 func (l *Listener) track(raw net.Conn) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.forced {
+	if l.forcedAll {
 		return false
 	}
 	l.conns[raw] = struct{}{}
@@ -378,7 +385,8 @@ func (l *Listener) waitLoop() {
 func (l *Listener) forceClose() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.forced = true
+	l.forcedAll = true
+	l.force()
 	n := len(l.conns)
 	for c := range l.conns {
 		c.Close()

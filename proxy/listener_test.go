@@ -315,6 +315,36 @@ func TestListenerShutdownForceCloses(t *testing.T) {
 	c.closedSilently(t)
 }
 
+// forcedHandler blocks on nothing but c.Forced, as a handler does that
+// holds a command back while waiting for its upstream.
+type forcedHandler struct{ started, returned chan struct{} }
+
+func (h *forcedHandler) ServeConn(_ context.Context, c *proxy.Conn) {
+	defer close(h.returned)
+	close(h.started)
+	<-c.Forced.Done()
+}
+
+func (h *forcedHandler) Reject(*proxy.Conn, error) {}
+
+func TestListenerShutdownSignalsForced(t *testing.T) {
+	proxytest.VerifyNoLeaks(t)
+	h := &forcedHandler{started: make(chan struct{}), returned: make(chan struct{})}
+	l, _ := startListener(t, proxy.ListenerConfig{Info: proxy.ListenerInfo{Protocol: "imap"}, Allow: loopbackAllow}, h)
+	dialFrom(t, l.Addr().String(), "")
+	<-h.started
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := l.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Shutdown = %v, want deadline exceeded", err)
+	}
+	select {
+	case <-h.returned:
+	default:
+		t.Fatal("Shutdown returned before the handler")
+	}
+}
+
 func TestListenerClose(t *testing.T) {
 	proxytest.VerifyNoLeaks(t)
 	h := &lineHandler{name: "a", ignoreCtx: true, started: make(chan string, 1), returned: make(chan struct{}, 1)}

@@ -140,6 +140,11 @@ func (s *session) run(ctx context.Context) {
 	s.scheduleRotationLocked(s.up)
 	s.mu.Unlock()
 	stop := context.AfterFunc(ctx, func() { s.startTask(s.shutdownTask) })
+	if forced := s.cl.pc.Forced; forced != nil {
+		// The client loop may be holding a command back (waiting for the
+		// upstream), where closing the socket alone would not reach it.
+		defer context.AfterFunc(forced, s.close)()
+	}
 
 	err := s.clientLoop()
 
