@@ -147,18 +147,7 @@ func (s *session) forward(cmd *command, line []byte, args []byte) error {
 				s.mu.Lock()
 				continue
 			}
-			if !flushed {
-				// sendCommand leaves a command in the upstream buffer
-				// while more client input is pending: before waiting for
-				// the commands in flight, make sure the upstream has them.
-				u := s.up
-				s.mu.Unlock()
-				u.write(nil)
-				flushed = true
-				s.mu.Lock()
-				continue
-			}
-			s.cond.Wait()
+			s.waitLocked(&flushed)
 			continue
 		}
 		if lag && !cwmuHeld {
@@ -239,6 +228,23 @@ func (s *session) forward(cmd *command, line []byte, args []byte) error {
 	s.cond.Broadcast()
 	s.mu.Unlock()
 	return err
+}
+
+// waitLocked waits, with mu held, for the session's state to change, for
+// a client command that cannot go upstream yet. The first time it only
+// flushes the upstream: sendCommand leaves a command in the upstream
+// buffer while more client input is pending, and what the caller waits
+// for may be that command's answer. The caller re-checks its condition.
+func (s *session) waitLocked(flushed *bool) {
+	if *flushed {
+		s.cond.Wait()
+		return
+	}
+	*flushed = true
+	u := s.up
+	s.mu.Unlock()
+	u.write(nil)
+	s.mu.Lock()
 }
 
 func u0tag(u *upstream) string { return u.nextTag() }
@@ -375,8 +381,9 @@ func (c *command) appendRaw(p []byte) {
 // forwardDone sends the client's DONE (or whatever it sent) during IDLE.
 func (s *session) forwardDone(idle *command, line []byte) error {
 	s.mu.Lock()
+	flushed := false
 	for s.paused && !s.closed {
-		s.cond.Wait()
+		s.waitLocked(&flushed)
 	}
 	if s.closed {
 		s.mu.Unlock()
