@@ -159,6 +159,9 @@ func TestRotationOfNeverQuietClient(t *testing.T) {
 	if n := len(e.logs.Lines("rotated upstream session")); n < 2 {
 		t.Fatalf("%d rotations in 8 s of 3 s tokens, want >= 2 (resumes: %d)", n, len(e.logs.Lines("resumed upstream session")))
 	}
+	if failed := e.logs.Lines("upstream rotation failed"); len(failed) > 0 {
+		t.Fatalf("a rotation failed: %s", failed[0])
+	}
 	if n := e.fg.MaxConnections(testUser, fakegmail.ProtoIMAP); n > 2 {
 		t.Fatalf("%d upstream connections at once", n)
 	}

@@ -227,6 +227,10 @@ func (s *session) scheduleRotationLocked(u *upstream) {
 	s.timer = time.AfterFunc(d, func() { s.startTask(s.rotateTask) })
 }
 
+// errNoQuietPoint: the old upstream session ended before the commands in
+// flight on it completed, so the rotation could not swap sessions.
+var errNoQuietPoint = errors.New("imap: the upstream session ended before a quiet point")
+
 // errUnreconcilable: the client's view cannot be mapped onto the new
 // upstream session exactly.
 var errUnreconcilable = errors.New("imap: mailbox view cannot be reconciled")
@@ -275,6 +279,12 @@ func (s *session) rotateTask() {
 	}
 	if !s.quiesce() {
 		nu.close()
+		s.mu.Lock()
+		closed := s.closed
+		s.mu.Unlock()
+		if !closed {
+			s.rotationFailed(old, start, errNoQuietPoint)
+		}
 		return
 	}
 	// Learn UIDs the old session announced only by number, so the client's
