@@ -253,13 +253,17 @@ func maskAfter(body []byte, w []word, keep int, eol []byte) []byte {
 	return join(body[:w[keep-1].end], " "+Redacted, eol)
 }
 
-// maskBearer masks from "auth=Bearer " to the end of the line.
+// maskBearer masks from "auth=Bearer " (any case) to the end of the line.
+// It compares in place: lower-casing a copy first would shift offsets
+// wherever body is not valid UTF-8.
 func maskBearer(body, eol []byte) ([]byte, bool) {
-	i := bytes.Index(bytes.ToLower(body), []byte("auth=bearer "))
-	if i < 0 {
-		return nil, false
+	key := []byte("auth=bearer ")
+	for i := 0; i+len(key) <= len(body); i++ {
+		if bytes.EqualFold(body[i:i+len(key)], key) {
+			return join(body[:i+len(key)], Redacted, eol), true
+		}
 	}
-	return join(body[:i+len("auth=Bearer ")], Redacted, eol), true
+	return nil, false
 }
 
 // looksLikeSASLPayload reports whether body is one base64 token whose
