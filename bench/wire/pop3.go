@@ -136,7 +136,7 @@ func DrainMultiline(r *bufio.Reader) (int64, error) {
 			}
 		}
 		buf, _ := r.Peek(r.Buffered())
-		probe := append(tail, buf[:min(len(buf), 3)]...)
+		probe := append(tail, buf[:min(len(buf), len(terminator)-1)]...)
 		if i := bytes.Index(probe, terminator); i >= 0 {
 			end := i + len(terminator) - len(tail)
 			r.Discard(end)
