@@ -20,12 +20,17 @@ import (
 func TestStatusPageInChromium(t *testing.T) {
 	testpeers.Require(t, "chromium")
 	bin, _ := testpeers.LookPath("chromium")
-	srv := serve(t, New(sampleSource(time.Now()), nil, nil))
+	// The page's clock is the sample's: relative times are exact however
+	// long Chromium takes to start.
+	now := time.Now()
+	h := New(sampleSource(now), nil, nil).(*handler)
+	h.now = func() time.Time { return now }
+	srv := serve(t, h)
 
 	dom := runChromium(t, bin, "--dump-dom", srv.URL+"/")
 	for _, want := range []string{
 		"oauthbridge status", "healthy",
-		"alice@gmail.com", "authorized", "in 40m", // access token expiry, relative
+		"alice@gmail.com", "authorized", "in 41m 0s", // access token expiry, relative
 		"bob@contoso.example", "consent required: authorize again",
 		"Authorize", "CLI: oauthbridge authorize bob@contoso.example",
 		"IMAP 2, SMTP 1", "upstream login failed", "account=bob@contoso.example proto=imap",
