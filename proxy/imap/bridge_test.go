@@ -296,3 +296,32 @@ func TestSixteenthSessionRefused(t *testing.T) {
 		t.Fatal("no login after a session ended")
 	}
 }
+
+// TestSyncLiteralsBackToBack sends many APPENDs with synchronizing
+// literals: the upstream's "+" can come back before the bridge's write
+// returns, and must still reach the command that waits for it (a lost
+// "+" left the session hung; it showed once in a few runs of the Dovecot
+// test, and this test failed on its first run without the fix).
+func TestSyncLiteralsBackToBack(t *testing.T) {
+	e := newEnv(t)
+	r := rawDial(t, e.addr)
+	r.expect(t, "* OK")
+	r.send(t, "a LOGIN "+testUser+" "+testPass)
+	r.expect(t, "a OK")
+	const msg = "Subject: x\r\n\r\nx\r\n"
+	for i := range 2000 {
+		tag := fmt.Sprintf("s%d", i)
+		r.send(t, fmt.Sprintf("%s APPEND INBOX {%d}", tag, len(msg)))
+		r.expect(t, "+")
+		r.sendRaw(t, msg+"\r\n")
+		for {
+			l := r.readLine(t)
+			if strings.HasPrefix(l, tag+" ") {
+				if !strings.HasPrefix(l, tag+" OK") {
+					t.Fatalf("APPEND %d: %s", i, l)
+				}
+				break
+			}
+		}
+	}
+}

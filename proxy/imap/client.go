@@ -289,12 +289,16 @@ func (s *session) sendCommand(u *upstream, cmd *command, line []byte, src lineSo
 			break
 		}
 		if !lit.nonSync {
+			// Registered before the flush: the upstream's "+" (or its
+			// tagged refusal) can arrive before the flush returns.
+			s.expectContinuation(cmd)
 			if werr == nil {
 				werr = u.bw.Flush()
 			}
 			unlock()
 			if werr != nil {
 				// The client waits for a "+" that will not come.
+				s.dropContinuation(cmd)
 				s.markCmd(cmd, true)
 				return nil
 			}
@@ -331,24 +335,35 @@ func (s *session) sendCommand(u *upstream, cmd *command, line []byte, src lineSo
 	return nil
 }
 
-// awaitContinuation waits until the upstream answers a synchronizing
-// literal with "+" (got), or ends the command, or dies (dead).
-func (s *session) awaitContinuation(u *upstream, cmd *command) (got, dead bool) {
+// expectContinuation makes cmd the command the upstream's next "+" is
+// for; the upstream loop hands it over on cmd.cont (false when the
+// command ends instead).
+func (s *session) expectContinuation(cmd *command) {
 	s.mu.Lock()
 	if cmd.cont == nil {
 		cmd.cont = make(chan bool, 1)
 	}
 	s.contWaiter = cmd
 	s.mu.Unlock()
+}
+
+// dropContinuation undoes expectContinuation when no "+" will come.
+func (s *session) dropContinuation(cmd *command) {
+	s.mu.Lock()
+	if s.contWaiter == cmd {
+		s.contWaiter = nil
+	}
+	s.mu.Unlock()
+}
+
+// awaitContinuation waits until the upstream answers a synchronizing
+// literal with "+" (got), or ends the command, or dies (dead).
+func (s *session) awaitContinuation(u *upstream, cmd *command) (got, dead bool) {
 	select {
 	case ok := <-cmd.cont:
 		return ok, false
 	case <-u.dead:
-		s.mu.Lock()
-		if s.contWaiter == cmd {
-			s.contWaiter = nil
-		}
-		s.mu.Unlock()
+		s.dropContinuation(cmd)
 		return false, true
 	}
 }
