@@ -304,10 +304,7 @@ func TestSixteenthSessionRefused(t *testing.T) {
 // test, and this test failed on its first run without the fix).
 func TestSyncLiteralsBackToBack(t *testing.T) {
 	e := newEnv(t)
-	r := rawDial(t, e.addr)
-	r.expect(t, "* OK")
-	r.send(t, "a LOGIN "+testUser+" "+testPass)
-	r.expect(t, "a OK")
+	r := rawLogin(t, e.addr)
 	const msg = "Subject: x\r\n\r\nx\r\n"
 	for i := range 2000 {
 		tag := fmt.Sprintf("s%d", i)

@@ -272,13 +272,7 @@ func TestCutInsideLiteralClosesClient(t *testing.T) {
 	// Raw client: go-imap's client races with itself on a truncated
 	// literal, and the point here is the bytes the bridge sends.
 	e := newEnv(t)
-	r := rawDial(t, e.addr)
-	r.expect(t, "* OK")
-	r.send(t, "a LOGIN "+testUser+" "+testPass)
-	r.expect(t, "a OK")
-	r.send(t, "b SELECT INBOX")
-	for !strings.HasPrefix(r.readLine(t), "b OK") {
-	}
+	r := rawSelected(t, e.addr)
 	e.fg.ArmFault(fakegmail.Fault{User: testUser, Proto: fakegmail.ProtoIMAP, OnCommand: "FETCH", Kick: fakegmail.KickMidResponse})
 	r.send(t, "c FETCH 3 BODY.PEEK[]")
 	r.c.SetReadDeadline(time.Now().Add(10 * time.Second))
@@ -409,13 +403,7 @@ func TestPipelinedSeqCommandsWhileLagging(t *testing.T) {
 	gate := newDialGate()
 	e := newEnv(t, withDialGate(gate))
 	before, _, _ := e.fg.Messages(testUser, "INBOX")
-	r := rawDial(t, e.addr)
-	r.expect(t, "* OK")
-	r.send(t, "a LOGIN "+testUser+" "+testPass)
-	r.expect(t, "a OK")
-	r.send(t, "b SELECT INBOX")
-	for !strings.HasPrefix(r.readLine(t), "b OK") {
-	}
+	r := rawSelected(t, e.addr)
 	e.whileCut(t, gate, func() {
 		if err := e.fg.Expunge(testUser, "INBOX", before[0].UID); err != nil {
 			t.Fatal(err)

@@ -84,6 +84,26 @@ func (r *rawConn) expectClosed(t *testing.T) {
 	}
 }
 
+// rawLogin dials addr and logs in with LOGIN.
+func rawLogin(t *testing.T, addr string) *rawConn {
+	t.Helper()
+	r := rawDial(t, addr)
+	r.expect(t, "* OK")
+	r.send(t, "a LOGIN "+testUser+" "+testPass)
+	r.expect(t, "a OK")
+	return r
+}
+
+// rawSelected is rawLogin, then SELECT INBOX (its untagged lines read).
+func rawSelected(t *testing.T, addr string) *rawConn {
+	t.Helper()
+	r := rawLogin(t, addr)
+	r.send(t, "b SELECT INBOX")
+	for !strings.HasPrefix(r.readLine(t), "b OK") {
+	}
+	return r
+}
+
 func b64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
 
 func xoauth2For(user, tok string) []byte { return proxy.XOAuth2Payload(user, tok) }

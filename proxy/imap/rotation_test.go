@@ -122,13 +122,7 @@ func fetchAll(c *imapclientClient) ([]*imapclientFetchBuffer, error) {
 func TestRotationOfNeverQuietClient(t *testing.T) {
 	e := newEnv(t, shortTokens())
 	e.fg.SetSessionLifetime(fakegmail.LifetimeToken)
-	r := rawDial(t, e.addr)
-	r.expect(t, "* OK")
-	r.send(t, "a LOGIN "+testUser+" "+testPass)
-	r.expect(t, "a OK")
-	r.send(t, "b SELECT INBOX")
-	for !strings.HasPrefix(r.readLine(t), "b OK") {
-	}
+	r := rawSelected(t, e.addr)
 	const depth = 10
 	sent, done := 0, 0
 	send := func() {
