@@ -68,18 +68,10 @@ func (b *background) waitMaildir(t *testing.T, dir string, n int) int {
 // has every UID FETCH answered long before it has stored a third of them,
 // and the kick would hit an idle session.
 func (e *env) testMbsyncKick(t *testing.T) {
-	testpeers.Require(t, "mbsync")
-	src := e.syncSource(t)
-	user := e.up.user("sync")
-	dir := t.TempDir()
-	rc := mbsyncrc(t, dir, e.b.imap, user, "PipelineDepth 1")
-	inbox := filepath.Join(dir, "mail", "INBOX")
-	if err := os.MkdirAll(filepath.Join(dir, "mail"), 0o700); err != nil {
-		t.Fatal(err)
-	}
+	src, user, inbox, cmd := e.mbsyncOneAtATime(t)
 	resumed := e.b.logLines("resumed upstream session", "account="+user)
 
-	run := runInBackground(t, testpeers.Cmd{Name: "mbsync", Args: []string{"-c", rc, "-V", "inbox"}, Env: home(dir)})
+	run := runInBackground(t, cmd)
 	defer run.stop()
 	at := run.waitMaildir(t, inbox, syncMailboxSize/3)
 	e.up.kick(t, user)
@@ -92,6 +84,24 @@ func (e *env) testMbsyncKick(t *testing.T) {
 		t.Errorf("the bridge logged %d resumes, want 1", got-resumed)
 	}
 	compareMessages(t, "mbsync Maildir", stripAll(readMaildir(t, inbox), "X-TUID"), src)
+}
+
+// mbsyncOneAtATime seeds the sync mailbox and prepares an mbsync run
+// with PipelineDepth 1 (one message fetched at a time, so a fault lands
+// among the fetches) into an empty Maildir: it returns the source
+// messages, the upstream user, the Maildir's INBOX and the command.
+func (e *env) mbsyncOneAtATime(t *testing.T) (src [][]byte, user, inbox string, cmd testpeers.Cmd) {
+	t.Helper()
+	testpeers.Require(t, "mbsync")
+	src = e.syncSource(t)
+	user = e.up.user("sync")
+	dir := t.TempDir()
+	rc := mbsyncrc(t, dir, e.b.imap, user, "PipelineDepth 1")
+	inbox = filepath.Join(dir, "mail", "INBOX")
+	if err := os.MkdirAll(filepath.Join(dir, "mail"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	return src, user, inbox, testpeers.Cmd{Name: "mbsync", Args: []string{"-c", rc, "-V", "inbox"}, Env: home(dir)}
 }
 
 // midFetchCutter is an upstream that can cut a session inside a FETCH
@@ -114,18 +124,9 @@ func (f *fakeGmail) cutNextFetch(user string) <-chan struct{} {
 // rather than storing a truncated message, every message it did store is
 // intact, and a second run completes the mailbox.
 func (e *env) testMbsyncCutMidFetch(t *testing.T) {
-	testpeers.Require(t, "mbsync")
 	cutter := e.up.(midFetchCutter)
-	src := e.syncSource(t)
-	user := e.up.user("sync")
-	dir := t.TempDir()
-	rc := mbsyncrc(t, dir, e.b.imap, user, "PipelineDepth 1")
-	inbox := filepath.Join(dir, "mail", "INBOX")
-	if err := os.MkdirAll(filepath.Join(dir, "mail"), 0o700); err != nil {
-		t.Fatal(err)
-	}
+	src, user, inbox, cmd := e.mbsyncOneAtATime(t)
 	closed := e.b.logLines("closing client session", "account="+user)
-	cmd := testpeers.Cmd{Name: "mbsync", Args: []string{"-c", rc, "-V", "inbox"}, Env: home(dir)}
 
 	run := runInBackground(t, cmd)
 	defer run.stop()
